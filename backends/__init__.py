@@ -1,0 +1,83 @@
+"""The pluggable compute layer: choose a backend by name, or from an array.
+
+>>> from portable_lattice.backends import get_backend
+>>> be = get_backend("torch", device="cuda")     # doctest: +SKIP
+>>> rng = be.rng(seed=1)
+
+Everything the Array API standard does not give lives here: random numbers,
+device handling, conversion to host NumPy, and (later) the torch surrogate
+bridge and native fast paths.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._base import FLOAT_DTYPES, Backend, BackendUnavailableError, Generator
+
+__all__ = ["Backend", "Generator", "BackendUnavailableError", "get_backend", "backend_of",
+           "available_backends", "BACKENDS", "FLOAT_DTYPES"]
+
+#: name -> module implementing ``make_backend(device)``
+BACKENDS = {
+    "numpy": "numpy_backend",
+    "torch": "torch_backend",
+    "cupy": "cupy_backend",
+    "array_api_strict": "strict_backend",
+}
+
+
+def get_backend(name: str = "numpy", device: Any = None) -> Backend:
+    """The backend called ``name`` on ``device``.
+
+    Parameters
+    ----------
+    name : {"numpy", "torch", "cupy", "array_api_strict"}
+    device : str, optional
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; default: the backend's natural
+        device (CPU for numpy/torch/array_api_strict, GPU 0 for cupy).
+
+    Raises
+    ------
+    ValueError
+        Unknown backend name.
+    BackendUnavailableError
+        The backend is not installed or the device does not exist; the message
+        names the extra to install.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend={name!r}; choose one of {sorted(BACKENDS)}")
+    module = importlib.import_module(f"{__name__}.{BACKENDS[name]}")
+    return module.make_backend(device)
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend (and device) an array belongs to."""
+    import array_api_compat as aac
+
+    if aac.is_torch_array(x):
+        return get_backend("torch", aac.device(x))
+    if aac.is_cupy_array(x):
+        return get_backend("cupy", f"cuda:{x.device.id}")
+    if aac.is_numpy_array(x):
+        return get_backend("numpy")
+    if type(x).__module__.startswith("array_api_strict"):
+        return get_backend("array_api_strict")
+    raise TypeError(f"cannot tell the backend of an object of type {type(x).__name__}")
+
+
+def available_backends(gpu: bool = True) -> list[tuple[str, str]]:
+    """(name, device) pairs usable on this machine, CPU ones first."""
+    out = []
+    for name, device in [("numpy", "cpu"), ("torch", "cpu"), ("array_api_strict", "cpu"),
+                         ("cupy", "cuda"), ("torch", "cuda")]:
+        if not gpu and device == "cuda":
+            continue
+        try:
+            get_backend(name, device)
+        except (BackendUnavailableError, ImportError):
+            continue
+        out.append((name, device))
+    return out

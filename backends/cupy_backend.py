@@ -1,0 +1,90 @@
+"""CuPy backend (NVIDIA GPUs).
+
+Random numbers: CuPy's generators cannot export their state, so a stream is
+defined by ``(seed, counter)``: every draw seeds a fresh generator from that
+pair. The state is then two integers, trivially checkpointed, and a resumed
+run continues bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError, check_shape
+
+__all__ = ["make_backend"]
+
+
+def _import():
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend='cupy' needs CuPy: pip install 'portable_lattice[cupy]' (cupy-cuda12x)") from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing: cupy imports but cannot run
+        raise BackendUnavailableError(f"backend='cupy': no usable CUDA GPU ({e})") from e
+    if n == 0:
+        raise BackendUnavailableError("backend='cupy': no CUDA GPU on this machine")
+    import array_api_compat.cupy as xp_cupy
+    return cupy, xp_cupy
+
+
+class CupyGenerator:
+    def __init__(self, seed: int, device):
+        self._seed, self._counter, self._device = seed, 0, device
+
+    def _next(self):
+        import cupy
+        sub = int(np.random.SeedSequence([self._seed, self._counter]).generate_state(1, np.uint64)[0])
+        self._counter += 1
+        with self._device:
+            return cupy.random.default_rng(sub)
+
+    def uniform(self, shape, dtype):
+        g = self._next()
+        with self._device:
+            return g.random(check_shape(shape), dtype=dtype)
+
+    def normal(self, shape, dtype):
+        g = self._next()
+        with self._device:
+            return g.standard_normal(check_shape(shape), dtype=dtype)
+
+    def integers(self, high, shape):
+        import cupy
+        g = self._next()
+        with self._device:
+            return g.integers(0, high, size=check_shape(shape), dtype=cupy.int64)
+
+    def get_state(self):
+        return {"kind": "cupy-seed-counter", "seed": self._seed, "counter": self._counter}
+
+    def set_state(self, state):
+        if state.get("kind") != "cupy-seed-counter":
+            raise ValueError(f"state is not a cupy generator state: kind={state.get('kind')!r}")
+        self._seed, self._counter = int(state["seed"]), int(state["counter"])
+
+
+def make_backend(device=None) -> Backend:
+    cupy, xp = _import()
+    if device in (None, "cuda"):
+        index = 0
+    elif isinstance(device, str) and device.startswith("cuda:") and device[5:].isdigit():
+        index = int(device[5:])
+    elif isinstance(device, int):
+        index = device
+    else:
+        raise BackendUnavailableError(f"the cupy backend takes device 'cuda' or 'cuda:N', got device={device!r}")
+    if index >= cupy.cuda.runtime.getDeviceCount():
+        raise BackendUnavailableError(
+            f"device={device!r}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) visible")
+    dev = cupy.cuda.Device(index)
+
+    def from_numpy(a):
+        with dev:
+            return cupy.asarray(np.asarray(a))
+
+    return Backend(name="cupy", xp=xp, device=dev,
+                   _make_rng=lambda seed: CupyGenerator(seed, dev),
+                   _to_numpy=lambda a: cupy.asnumpy(a), _from_numpy=from_numpy)

@@ -1,0 +1,79 @@
+"""torch backend (CPU or CUDA), through array-api-compat's torch namespace."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError, check_shape
+
+__all__ = ["make_backend", "TorchGenerator"]
+
+
+def _import():
+    try:
+        import torch
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "backend='torch' needs PyTorch: pip install 'portable_lattice[torch]' "
+            "(on CPU-only machines pin torch==2.13.0)") from e
+    import array_api_compat.torch as xp_torch
+    return torch, xp_torch
+
+
+class TorchGenerator:
+    """A ``torch.Generator`` living on the field's device (Philox on CUDA, MT19937 on CPU)."""
+
+    def __init__(self, seed: int, device):
+        import torch
+        self._torch = torch
+        self._device = device
+        self._g = torch.Generator(device=device)
+        self._g.manual_seed(seed)
+
+    def uniform(self, shape, dtype):
+        return self._torch.rand(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
+
+    def normal(self, shape, dtype):
+        return self._torch.randn(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
+
+    def integers(self, high, shape):
+        return self._torch.randint(0, high, check_shape(shape), generator=self._g,
+                                   dtype=self._torch.int64, device=self._device)
+
+    def get_state(self):
+        return {"kind": "torch", "device": str(self._device),
+                "state": self._g.get_state().numpy().tobytes()}
+
+    def set_state(self, state):
+        if state.get("kind") != "torch":
+            raise ValueError(f"state is not a torch generator state: kind={state.get('kind')!r}")
+        buf = np.frombuffer(state["state"], dtype=np.uint8).copy()
+        self._g.set_state(self._torch.from_numpy(buf))
+
+
+def make_backend(device=None) -> Backend:
+    torch, xp = _import()
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as e:
+        raise BackendUnavailableError(f"torch does not know device={device!r}") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"device={device!r} asked for, but torch sees no CUDA GPU on this machine")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        if dev.index >= torch.cuda.device_count():
+            raise BackendUnavailableError(
+                f"device={device!r}: torch sees only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type != "cpu":
+        raise BackendUnavailableError(f"the torch backend supports cpu and cuda, got device={device!r}")
+
+    def to_numpy(a):
+        return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    def from_numpy(a):
+        return torch.as_tensor(np.asarray(a), device=dev)
+
+    return Backend(name="torch", xp=xp, device=dev,
+                   _make_rng=lambda seed: TorchGenerator(seed, dev),
+                   _to_numpy=to_numpy, _from_numpy=from_numpy)

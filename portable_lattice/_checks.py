@@ -1,0 +1,49 @@
+"""Input validation: every bad argument is named, with its value, before work starts."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["positive_int", "positive_float", "nonnegative_float", "finite_float", "choice"]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    return value
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {name}={value!r}")
+    return value
+
+
+def finite_float(name: str, value: Any) -> float:
+    if not _is_real(value) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {name}={value!r}")
+    return float(value)
+
+
+def positive_float(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be positive, got {name}={value!r}")
+    return v
+
+
+def nonnegative_float(name: str, value: Any) -> float:
+    v = finite_float(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be non-negative, got {name}={value!r}")
+    return v
+
+
+def choice(name: str, value: Any, options) -> Any:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {name}={value!r}")
+    return value
