@@ -1,0 +1,249 @@
+"""Does every backend give the same, correct statistics?
+
+Cases (model, parameters, sampler) run on every available backend. Checks:
+
+(a) exact references (free field by momentum sums, decoupled sites by
+    quadrature, unadjusted Langevin's exact O(dt)-biased free-field values);
+(b) agreement between backends (pairwise z) and between algorithms on one backend;
+(c) HMC: reversibility (< 1e-10 in float64), <exp(-dH)> = 1, rms dH ~ dt^2;
+(d) unadjusted Langevin's bias linear in dt (extrapolating to the exact value) while
+    MALA at the same dt is unbiased.
+
+All z-tests form one family controlled by Holm's method at ALPHA = 1e-3
+overall; the deterministic checks have fixed tolerances.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from portable_lattice import Phi4, simulate
+from portable_lattice.backends import get_backend
+from portable_lattice.lattice import lattice_axes
+from portable_lattice.samplers import HMC, INTEGRATORS, integrate
+
+from . import exact
+from .stats import ALPHA, holm, p_value
+
+__all__ = ["Case", "CASES", "Check", "run_suite", "hmc_integrator_checks"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    action: Phi4
+    L: int
+    dim: int
+    algorithm: str
+    knobs: dict
+    chains: int
+    therm: int
+    sweeps: int
+    reference: Callable[[], dict] | None  # exact values by observable name
+    observables: tuple[str, ...]
+    quick: bool = True
+    group: str | None = None  # cases of one group are compared across algorithms
+    every: int = 1
+    seed: int = 1234
+
+
+@dataclass
+class Check:
+    case: str
+    backend: str
+    check: str
+    kind: str  # exact | backends | algorithms | langevin | hmc
+    estimate: float
+    error: float
+    reference: float
+    z: float | None = None
+    passed: bool | None = None
+    detail: str = ""
+
+
+def _free(beta, L, dim):
+    return lambda: exact.free_field(beta, L, dim)
+
+
+FREE_OBS = ("phi2", "chi", "binder")
+CASES: list[Case] = [
+    Case("free-2d-checkerboard", Phi4.from_beta_g(0.3, 0.0), 8, 2, "checkerboard", {"step": 1.5, "hits": 1},
+         16, 200, 1500, _free(0.3, 8, 2), FREE_OBS, group="free-2d"),
+    Case("free-2d-hmc-leapfrog", Phi4.from_beta_g(0.3, 0.0), 8, 2, "hmc",
+         {"traj_length": 1.0, "n_steps": 8, "integrator": "leapfrog"},
+         16, 100, 800, _free(0.3, 8, 2), FREE_OBS + ("exp_minus_dh",), group="free-2d"),
+    Case("free-3d-hmc-omelyan", Phi4.from_kappa_lambda(0.1, 0.0), 4, 3, "hmc",
+         {"traj_length": 1.0, "n_steps": 4, "integrator": "omelyan"},
+         16, 100, 800, _free(0.2, 4, 3), FREE_OBS + ("exp_minus_dh",)),
+    Case("free-2d-mala", Phi4.from_beta_g(0.3, 0.0), 8, 2, "mala", {"dt": 0.2},
+         16, 200, 1500, _free(0.3, 8, 2), ("phi2", "chi"), group="free-2d", every=2),
+    Case("decoupled-metropolis", Phi4.from_beta_g(0.0, 0.5), 4, 2, "metropolis", {"step": 1.5},
+         8, 50, 400, lambda: exact.decoupled_phi4(0.5, 4, 2), ("phi2", "chi", "binder")),
+    Case("decoupled-checkerboard-multihit", Phi4.from_beta_g(0.0, 0.3), 6, 2, "checkerboard",
+         {"step": 2.0, "hits": 3}, 16, 50, 600, lambda: exact.decoupled_phi4(0.3, 6, 2),
+         ("phi2", "chi", "binder")),
+    Case("phi4-pem-checkerboard", Phi4.from_beta_g(0.5, 0.1), 8, 2, "checkerboard", {"step": 1.2},
+         16, 300, 2000, None, ("phi2", "m_abs", "chi", "binder", "action"), group="phi4-pem"),
+    Case("phi4-pem-hmc", Phi4.from_beta_g(0.5, 0.1), 8, 2, "hmc",
+         {"traj_length": 1.0, "n_steps": 10, "integrator": "leapfrog"},
+         16, 200, 1000, None, ("phi2", "m_abs", "chi", "binder", "action", "exp_minus_dh"), group="phi4-pem"),
+    # the full (non-quick) set: more dimensions and the paper's parameters
+    Case("free-1d-hmc", Phi4.from_beta_g(0.8, 0.0), 16, 1, "hmc", {"traj_length": 1.0, "n_steps": 10},
+         16, 100, 2000, _free(0.8, 16, 1), FREE_OBS, quick=False),
+    Case("free-4d-checkerboard", Phi4.from_beta_g(0.2, 0.0), 4, 4, "checkerboard", {"step": 1.5},
+         16, 200, 2000, _free(0.2, 4, 4), FREE_OBS, quick=False),
+    Case("phi4-dm-hmc", Phi4.from_kappa_lambda(0.21, 0.022), 16, 2, "hmc",
+         {"traj_length": 1.0, "n_steps": 10}, 16, 300, 2000, None,
+         ("phi2", "m_abs", "chi", "binder", "action"), quick=False, group="phi4-dm"),
+    Case("phi4-dm-checkerboard", Phi4.from_kappa_lambda(0.21, 0.022), 16, 2, "checkerboard",
+         {"step": 1.5, "hits": 2}, 16, 300, 4000, None,
+         ("phi2", "m_abs", "chi", "binder", "action"), quick=False, group="phi4-dm"),
+]
+
+# small enough that the exact bias is linear to 3e-4 (the fit error is ~2e-3)
+ULA_BETA, ULA_L, ULA_DIM, ULA_DTS = 0.3, 8, 2, (0.01, 0.02, 0.04)
+for _dt in ULA_DTS:
+    CASES.append(Case(f"free-2d-langevin-dt{_dt}", Phi4.from_beta_g(ULA_BETA, 0.0), ULA_L, ULA_DIM, "langevin",
+                      {"dt": _dt}, 16, 200, 1500,
+                      (lambda dt=_dt: exact.free_field_langevin(ULA_BETA, ULA_L, ULA_DIM, dt)),
+                      ("phi2",), every=max(1, int(round(0.2 / _dt)))))
+
+
+def run_case(case: Case, backend: str, device: str | None = None):
+    return simulate(case.action, L=case.L, dim=case.dim, algorithm=case.algorithm, backend=backend,
+                    device=device, chains=case.chains, therm=case.therm, sweeps=case.sweeps,
+                    every=case.every, seed=case.seed, progress=False, **case.knobs)
+
+
+def _z(a: float, ea: float, b: float, eb: float = 0.0) -> float:
+    err = math.sqrt(ea * ea + eb * eb)
+    return (a - b) / err if err > 0 else (0.0 if a == b else math.inf)
+
+
+def hmc_integrator_checks(backend: str, device: str | None = None, seed: int = 7) -> list[Check]:
+    """Deterministic HMC checks on an interacting field in float64.
+
+    Reversibility: integrate, flip the momentum, integrate back; the start must
+    be recovered to 1e-10. dH scaling: rms dH over 64 chains at dt, dt/2, dt/4
+    from the same (phi, p); the fitted log-log slope must be 2 +- 0.2 (both
+    integrators are second order).
+    """
+    be = get_backend(backend, device)
+    xp = be.xp
+    action = Phi4.from_kappa_lambda(0.21, 0.022)
+    rng = be.rng(seed)
+    # a roughly equilibrated start from a short HMC run
+    kernel = HMC(action, traj_length=1.0, n_steps=10)
+    state = kernel.init(0.5 * rng.normal((64, 8, 8), xp.float64))
+    for _ in range(30):
+        state, _ = kernel.step(state, rng)
+    phi0, g0 = state.phi, state.grad
+    p0 = rng.normal(tuple(phi0.shape), xp.float64)
+    out = []
+    for name, integrator in INTEGRATORS.items():
+        phi1, p1, g1 = integrate(phi0, p0, g0, action.grad_action, 0.1, 10, integrator)
+        phi2, p2, _ = integrate(phi1, -p1, g1, action.grad_action, 0.1, 10, integrator)
+        err = float(np.max(np.abs(be.to_numpy(phi2) - be.to_numpy(phi0))))
+        out.append(Check("hmc-integrators", backend, f"reversibility-{name}", "hmc", err, 0.0, 0.0,
+                         passed=err < 1e-10, detail="max |phi_back - phi_start|, tolerance 1e-10"))
+        dts, rms = [0.2, 0.1, 0.05], []
+        h0 = be.to_numpy(state.action + 0.5 * xp.sum(p0 * p0, axis=lattice_axes(p0)))
+        for dt in dts:
+            phi_t, p_t, _ = integrate(phi0, p0, g0, action.grad_action, dt, int(round(1.0 / dt)), integrator)
+            h1 = be.to_numpy(action.action(phi_t) + 0.5 * xp.sum(p_t * p_t, axis=lattice_axes(p_t)))
+            rms.append(float(np.sqrt(np.mean((h1 - h0) ** 2))))
+        slope = float(np.polyfit(np.log(dts), np.log(rms), 1)[0])
+        out.append(Check("hmc-integrators", backend, f"dH-scaling-{name}", "hmc", slope, 0.0, 2.0,
+                         passed=abs(slope - 2.0) < 0.2,
+                         detail=f"slope of log rms dH vs log dt; rms dH = {', '.join(f'{r:.3g}' for r in rms)}"))
+    return out
+
+
+def _langevin_checks(results: dict, backend: str) -> list[Check]:
+    """Unadjusted Langevin: weighted linear fit of <phi^2>(dt) must extrapolate to the
+    exact value (a z-test), and the bias at the largest dt must be resolved (|z| > 5
+    against the unbiased value, a fixed-seed power check)."""
+    pts = [(dt, results[(f"free-2d-langevin-dt{dt}", backend)]["phi2"]) for dt in ULA_DTS
+           if (f"free-2d-langevin-dt{dt}", backend) in results]
+    if len(pts) < 3:
+        return []
+    truth = exact.free_field(ULA_BETA, ULA_L, ULA_DIM)["phi2"]
+    x = np.array([p[0] for p in pts])
+    y = np.array([p[1].value for p in pts])
+    w = 1.0 / np.array([p[1].error for p in pts]) ** 2
+    X = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(X.T @ (w[:, None] * X))
+    coef = cov @ X.T @ (w * y)
+    intercept, e_int = float(coef[0]), float(math.sqrt(cov[0, 0]))
+    big = pts[-1][1]
+    z_big = big.z(truth)
+    return [
+        Check("langevin-extrapolation", backend, "phi2(dt->0)", "langevin", intercept, e_int, truth,
+              z=_z(intercept, e_int, truth), detail=f"slope {coef[1]:.4f} +- {math.sqrt(cov[1, 1]):.4f} per unit dt"),
+        Check("langevin-bias-resolved", backend, f"phi2(dt={pts[-1][0]})", "langevin", big.value, big.error, truth,
+              passed=abs(z_big) > 5, detail=f"z vs unbiased = {z_big:.1f} (must exceed 5)"),
+    ]
+
+
+def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=print) -> dict:
+    """Run every case on every backend; returns {"checks": [...], "passed": bool, ...}."""
+    cases = [c for c in CASES if c.quick or not quick]
+    results: dict[tuple[str, str], dict] = {}
+    timings: dict[str, float] = {}
+    checks: list[Check] = []
+    for name, device in backends:
+        label = name if device in (None, "cpu") else f"{name}:{device}"
+        t0 = time.perf_counter()
+        for case in cases:
+            t = time.perf_counter()
+            res = run_case(case, name, device)
+            results[(case.name, label)] = res.observables
+            log(f"  {label:18s} {case.name:34s} {time.perf_counter() - t:6.1f}s")
+            if case.reference is not None:
+                ref = case.reference()
+                for obs in case.observables:
+                    est = res.observables[obs]
+                    target = 1.0 if obs == "exp_minus_dh" else ref[obs]
+                    checks.append(Check(case.name, label, obs, "exact", est.value, est.error, target,
+                                        z=est.z(target)))
+            elif "exp_minus_dh" in case.observables:
+                est = res.observables["exp_minus_dh"]
+                checks.append(Check(case.name, label, "exp_minus_dh", "exact", est.value, est.error, 1.0,
+                                    z=est.z(1.0)))
+        checks.extend(hmc_integrator_checks(name, device))
+        checks.extend(_langevin_checks(results, label))
+        timings[label] = time.perf_counter() - t0
+    labels = list(timings)
+    # (b) backends against each other, and algorithms against each other on one backend
+    for case in cases:
+        for a, b in itertools.combinations(labels, 2):
+            for obs in case.observables:
+                ea, eb = results[(case.name, a)][obs], results[(case.name, b)][obs]
+                checks.append(Check(case.name, f"{a} vs {b}", obs, "backends", ea.value,
+                                    math.hypot(ea.error, eb.error), eb.value, z=_z(ea.value, ea.error, eb.value, eb.error)))
+    groups: dict[str, list[Case]] = {}
+    for case in cases:
+        if case.group:
+            groups.setdefault(case.group, []).append(case)
+    for members in groups.values():
+        for c1, c2 in itertools.combinations(members, 2):
+            shared = [o for o in c1.observables if o in c2.observables and o != "exp_minus_dh"]
+            for label in labels:
+                for obs in shared:
+                    e1, e2 = results[(c1.name, label)][obs], results[(c2.name, label)][obs]
+                    checks.append(Check(f"{c1.name} vs {c2.name}", label, obs, "algorithms", e1.value,
+                                        math.hypot(e1.error, e2.error), e2.value,
+                                        z=_z(e1.value, e1.error, e2.value, e2.error)))
+    # one Holm family over every z-test
+    tested = [c for c in checks if c.z is not None]
+    rejected = holm([p_value(c.z) for c in tested], ALPHA)
+    for c, r in zip(tested, rejected):
+        c.passed = not r
+    return {"alpha": ALPHA, "quick": quick, "backends": labels, "timings": timings,
+            "n_z_tests": len(tested), "passed": all(c.passed for c in checks),
+            "checks": [asdict(c) for c in checks]}
