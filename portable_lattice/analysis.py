@@ -105,7 +105,7 @@ def gamma_method(x: Any, S: float = 2.0) -> Estimate:
     if not g0 > 0:
         return Estimate(mean, 0.0, 0.5, 0.0, N)
     rho = gamma / g0
-    csum = xp.cumsum(rho[1:])
+    csum = xp.cumulative_sum(rho[1:])
     W = n - 1
     for w in range(1, n):
         tau_w = 0.5 + float(csum[w - 1])

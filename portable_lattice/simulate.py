@@ -15,15 +15,24 @@ from .driver import RunResult, run
 from .observables import ensemble_phi4, measure_phi4
 from .samplers import HMC, INTEGRATORS, MALA, CheckerboardMetropolis, Langevin, RandomSiteMetropolis
 
-__all__ = ["ALGORITHMS", "make_kernel", "simulate"]
+__all__ = ["ALGORITHMS", "KNOBS", "make_kernel", "simulate"]
 
 ALGORITHMS = ("metropolis", "checkerboard", "hmc", "langevin", "mala")
+#: the knobs each algorithm takes
+KNOBS = {"metropolis": ("step",), "checkerboard": ("step", "hits"),
+         "hmc": ("n_steps", "traj_length", "integrator"), "langevin": ("dt",), "mala": ("dt",)}
+
+
+def _check_knobs(algorithm: str, knobs: dict) -> None:
+    choice("algorithm", algorithm, ALGORITHMS)
+    extra = sorted(set(knobs) - set(KNOBS[algorithm]))
+    if extra:
+        raise TypeError(f"algorithm={algorithm!r} takes the knobs {KNOBS[algorithm]}, got {extra[0]}={knobs[extra[0]]!r}")
 
 
 def make_kernel(action, algorithm: str, *, step: float = 1.0, hits: int = 1, dt: float = 0.01,
                 n_steps: int = 10, traj_length: float = 1.0, integrator: str = "leapfrog"):
     """The sampler kernel for ``algorithm`` with its knobs (each validated)."""
-    choice("algorithm", algorithm, ALGORITHMS)
     if algorithm == "metropolis":
         return RandomSiteMetropolis(action, step_size=step)
     if algorithm == "checkerboard":
@@ -70,6 +79,7 @@ def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
     nonnegative_int("therm", therm)
     positive_int("sweeps", sweeps)
     positive_int("every", every)
+    _check_knobs(algorithm, knobs)
     for name in ("step", "dt", "traj_length"):
         if name in knobs:
             positive_float(name, knobs[name])

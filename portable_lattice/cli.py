@@ -1,0 +1,149 @@
+"""``portable-lattice``: the command line.
+
+    portable-lattice simulate --model phi4 --beta 0.5 --g 0.1 --L 16 --algorithm checkerboard
+    portable-lattice simulate --kappa 0.21 --lam 0.022 --L 32 --algorithm hmc --backend torch --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .analysis import format_value
+from .backends import BACKENDS, BackendUnavailableError
+from .driver import NonFiniteFieldError
+from .phi4 import Phi4
+from .simulate import ALGORITHMS, KNOBS, simulate
+
+__all__ = ["main", "build_parser"]
+
+#: observables printed and written, in this order
+REPORTED = ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="portable-lattice",
+                                 description="Lattice Monte Carlo on NumPy, torch or CuPy.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="sample a lattice field theory and print observables with errors")
+    sim.add_argument("--model", default="phi4", choices=["phi4"])
+    par = sim.add_argument_group("phi^4 parameters: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
+    par.add_argument("--beta", type=float)
+    par.add_argument("--g", type=float)
+    par.add_argument("--kappa", type=float)
+    par.add_argument("--lam", type=float)
+    lat = sim.add_argument_group("lattice")
+    lat.add_argument("--L", type=int, default=16, help="extent in every direction (default 16)")
+    lat.add_argument("--dim", type=int, default=2, help="number of dimensions (default 2)")
+    alg = sim.add_argument_group("sampler")
+    alg.add_argument("--algorithm", default="checkerboard", choices=ALGORITHMS)
+    alg.add_argument("--step", type=float, default=1.0, help="Metropolis proposal width (default 1.0)")
+    alg.add_argument("--hits", type=int, default=1, help="checkerboard proposals per site (default 1)")
+    alg.add_argument("--dt", type=float, default=0.01, help="Langevin/MALA time step (default 0.01)")
+    alg.add_argument("--n-steps", type=int, default=10, help="HMC integration steps (default 10)")
+    alg.add_argument("--traj-length", type=float, default=1.0, help="HMC trajectory length (default 1.0)")
+    alg.add_argument("--integrator", default="leapfrog", choices=["leapfrog", "omelyan"])
+    run = sim.add_argument_group("run")
+    run.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's own)")
+    run.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    run.add_argument("--chains", type=int, default=4, help="independent chains (default 4)")
+    run.add_argument("--therm", type=int, default=500, help="thermalisation steps (default 500)")
+    run.add_argument("--sweeps", type=int, default=1000, help="number of measurements (default 1000)")
+    run.add_argument("--every", type=int, default=1, help="steps between measurements (default 1)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="status line on stderr (default: only on a terminal)")
+    return ap
+
+
+def _action(args) -> Phi4:
+    bg = args.beta is not None or args.g is not None
+    kl = args.kappa is not None or args.lam is not None
+    if bg and kl:
+        raise ValueError("give either --beta/--g or --kappa/--lam, not both")
+    if kl:
+        if args.kappa is None or args.lam is None:
+            raise ValueError("--kappa and --lam go together")
+        return Phi4.from_kappa_lambda(args.kappa, args.lam)
+    if args.beta is None or args.g is None:
+        raise ValueError("give the couplings: --beta and --g, or --kappa and --lam")
+    return Phi4.from_beta_g(args.beta, args.g)
+
+
+def _finite(x: float):
+    return x if math.isfinite(x) else None  # JSON has no NaN
+
+
+def result_json(res) -> dict:
+    obs = {name: {"value": _finite(e.value), "error": _finite(e.error), "tau_int": _finite(e.tau_int)}
+           for name, e in res.observables.items() if name in REPORTED + ("exp_minus_dh",)}
+    meta = res.meta
+    return {"backend": meta["backend"], "device": meta["device"], "dtype": meta["dtype"],
+            "model": meta["model"], "algorithm": meta["algorithm"], "chains": res.chains,
+            "sweeps": res.series["m"].shape[0], "every": meta.get("every", 1), "seed": meta["seed"],
+            "acceptance": {"value": _finite(res.acceptance.value), "error": _finite(res.acceptance.error)},
+            "observables": obs,
+            "timing": {"seconds": res.seconds, "site_updates_per_second": res.site_updates_per_second}}
+
+
+def print_table(res, out=None) -> None:
+    out = out or sys.stdout
+    m = res.meta
+    params = ", ".join(f"{k}={v}" for k, v in m["model"].items() if k not in ("name", "form"))
+    out.write(f"phi^4 ({params}) | {m['algorithm']} | backend {m['backend']} on {m['device']}, {m['dtype']} | "
+              f"{res.chains} chains x {res.series['m'].shape[0]} measurements\n\n")
+    out.write(f"{'observable':14s} {'value':>20s} {'tau_int':>14s}\n")
+    for name in REPORTED + ("exp_minus_dh",):
+        if name not in res.observables:
+            continue
+        e = res.observables[name]
+        tau = format_value(e.tau_int, e.tau_int_error) if math.isfinite(e.tau_int_error) and e.tau_int_error > 0 \
+            else f"{e.tau_int:.2f}"
+        out.write(f"{name:14s} {str(e):>20s} {tau:>14s}\n")
+    a = res.acceptance
+    out.write(f"\nacceptance {a}   time {res.seconds:.2f} s   "
+              f"{res.site_updates_per_second:.3g} site updates/s\n")
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        action = _action(args)
+        given = dict(step=args.step, hits=args.hits, dt=args.dt, n_steps=args.n_steps,
+                     traj_length=args.traj_length, integrator=args.integrator)
+        knobs = {k: given[k] for k in KNOBS[args.algorithm]}
+        res = simulate(action, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
+                       device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
+                       sweeps=args.sweeps, every=args.every, seed=args.seed,
+                       progress=False if args.json and args.progress is None else args.progress, **knobs)
+        res.meta["every"] = args.every
+    except NonFiniteFieldError as e:
+        # report what was measured before the blow-up, then fail
+        print(f"portable-lattice simulate: error: {e}", file=sys.stderr)
+        res, status = e.partial, 3
+        if res is None or not res.series:
+            return status
+        res.meta.update({"backend": args.backend, "device": str(args.device or "default"),
+                         "dtype": args.dtype, "model": dict(action.params(), L=args.L, dim=args.dim),
+                         "algorithm": args.algorithm, "seed": args.seed, "every": args.every, "partial": True})
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"portable-lattice simulate: error: {e}\n")
+    else:
+        status = 0
+    if args.json:
+        out = result_json(res)
+        if res.meta.get("partial"):
+            out["partial"] = True
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_table(res)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

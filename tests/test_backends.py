@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from portable_lattice.backends import BackendUnavailableError, available_backends, backend_of, get_backend
+
+
+def test_cpu_backends_always_available():
+    names = [n for n, _ in available_backends()]
+    assert {"numpy", "torch", "array_api_strict"} <= set(names)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_draws_have_dtype_device_and_shape(backend, dtype):
+    rng = backend.rng(3)
+    for draw in (rng.uniform, rng.normal):
+        x = draw((4, 6, 6), backend.dtype(dtype))
+        assert x.shape == (4, 6, 6) and x.dtype == backend.dtype(dtype)
+        assert str(backend_of(x).device) == str(backend.device)
+    u = backend.to_numpy(rng.uniform((10000,), backend.dtype(dtype)))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.02
+    n = backend.to_numpy(rng.normal((10000,), backend.dtype(dtype)))
+    assert abs(n.mean()) < 0.05 and abs(n.std() - 1) < 0.05
+
+
+def test_same_seed_reproduces_bit_for_bit(backend):
+    a = backend.to_numpy(backend.rng(11).normal((8, 5), backend.xp.float64))
+    b = backend.to_numpy(backend.rng(11).normal((8, 5), backend.xp.float64))
+    c = backend.to_numpy(backend.rng(12).normal((8, 5), backend.xp.float64))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # chains get different numbers
+    assert len({row.tobytes() for row in a}) == 8
+
+
+def test_state_save_restore_continues_the_stream(backend):
+    rng = backend.rng(5)
+    rng.normal((3, 3), backend.xp.float64)
+    saved = rng.get_state()
+    first = backend.to_numpy(rng.normal((3, 3), backend.xp.float64))
+    rng.uniform((7,), backend.xp.float64)
+    rng.set_state(saved)
+    again = backend.to_numpy(rng.normal((3, 3), backend.xp.float64))
+    assert np.array_equal(first, again)
+    fresh = backend.rng(0)
+    fresh.set_state(saved)
+    assert np.array_equal(first, backend.to_numpy(fresh.normal((3, 3), backend.xp.float64)))
+
+
+def test_integers_in_range(backend):
+    k = backend.to_numpy(backend.rng(1).integers(7, (1000,)))
+    assert k.min() == 0 and k.max() == 6
+
+
+def test_round_trip_host(backend):
+    a = np.arange(6.0).reshape(2, 3)
+    x = backend.from_numpy(a, "float64")
+    assert np.array_equal(backend.to_numpy(x), a)
+    assert backend_of(x).name == backend.name
+
+
+def test_unknown_backend_and_device_errors():
+    with pytest.raises(ValueError, match="backend='jax'"):
+        get_backend("jax")
+    with pytest.raises(BackendUnavailableError, match="device='cuda'"):
+        get_backend("numpy", "cuda")
+    with pytest.raises(BackendUnavailableError, match="tpu"):
+        get_backend("torch", "tpu")
+
+
+def test_cupy_without_gpu_names_the_problem():
+    try:
+        get_backend("cupy")
+    except BackendUnavailableError as e:
+        assert "cupy" in str(e).lower()
+    else:  # a GPU machine: then it must work
+        assert get_backend("cupy").name == "cupy"
+
+
+def test_bad_seed_and_dtype(backend):
+    with pytest.raises(ValueError, match="seed=-1"):
+        backend.rng(-1)
+    with pytest.raises(ValueError, match="dtype='float16'"):
+        backend.dtype("float16")

@@ -1,0 +1,51 @@
+"""The quick conformance set, run in CI on every available backend."""
+import numpy as np
+import pytest
+
+from conformance import exact
+from conformance.stats import holm, p_value
+from conformance.suite import CASES, run_case, run_suite
+from conformance.__main__ import parse_backends
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run_suite(parse_backends(None), quick=True, log=lambda s: None)
+
+
+def test_quick_suite_passes(report):
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert report["n_z_tests"] > 50
+    assert not failed, failed
+
+
+def test_every_backend_took_part(report):
+    assert {"numpy", "torch", "array_api_strict"} <= set(report["backends"])
+
+
+def test_suite_detects_a_wrong_theory():
+    """Power: sampling beta = 0.32 checked against beta = 0.3's exact values must fail."""
+    case = next(c for c in CASES if c.name == "free-2d-hmc-leapfrog")
+    from dataclasses import replace
+    from portable_lattice import Phi4
+    wrong = replace(case, action=Phi4.from_beta_g(0.32, 0.0))
+    est = run_case(wrong, "numpy").observables
+    ref = exact.free_field(0.3, 8, 2)
+    z = [est[o].z(ref[o]) for o in ("phi2", "chi")]
+    assert max(abs(v) for v in z) > 5
+
+
+def test_exact_references_agree_with_each_other():
+    assert exact.free_field(0.3, 4, 2)["phi2"] == pytest.approx(exact.brute_force_gaussian_check(0.3, 4, 2))
+    assert exact.free_field(0.2, 3, 3)["phi2"] == pytest.approx(exact.brute_force_gaussian_check(0.2, 3, 3))
+    # Langevin's biased value reduces to the exact one as dt -> 0
+    assert exact.free_field_langevin(0.3, 8, 2, 1e-9)["phi2"] == pytest.approx(exact.free_field(0.3, 8, 2)["phi2"])
+    # g = 0 single site is the Gaussian exp(-phi^2): <phi^2> = 1/2, <phi^4> = 3/4
+    m = exact.single_site_moments(0.0)
+    assert m[2] == pytest.approx(0.5) and m[4] == pytest.approx(0.75)
+
+
+def test_holm():
+    assert holm([1e-6, 0.5, 0.01], 1e-3) == [True, False, False]
+    assert holm([0.2, 0.3], 1e-3) == [False, False]
+    assert p_value(0.0) == 1.0 and p_value(float("inf")) == 0.0

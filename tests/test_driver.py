@@ -1,0 +1,98 @@
+import io
+import json
+
+import numpy as np
+import pytest
+
+from portable_lattice import HMC, NonFiniteFieldError, Phi4, run, simulate
+from portable_lattice.driver import Progress
+from portable_lattice.observables import measure_phi4, two_point
+
+
+class Explodes:
+    """A kernel that puts inf into chain 1 at its 25th step (to test the NaN guard)."""
+
+    def __init__(self, at=25):
+        self.at, self.n = at, 0
+
+    def init(self, phi):
+        return HMC(Phi4.from_beta_g(0.2, 0.1)).init(phi)
+
+    def step(self, state, rng):
+        from portable_lattice.samplers import Info, State
+        self.n += 1
+        xp = np.asarray
+        phi = state.phi + 0.01
+        if self.n >= self.at:
+            phi = phi.copy()
+            phi[1, 0, 0] = np.inf
+        return State(phi=phi), Info(acceptance=np.ones(phi.shape[0]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nonfinite_field_stops_and_keeps_measurements():
+    action = Phi4.from_beta_g(0.2, 0.1)
+    with pytest.raises(NonFiniteFieldError, match=r"chain\(s\) \[1\]") as err:
+        run(Explodes(), np.zeros((3, 4, 4)), None, n_therm=5, n_measure=100,
+            measure=lambda p: measure_phi4(p, action), to_host=np.asarray, flush_every=8)
+    partial = err.value.partial
+    assert err.value.chains == [1]
+    # measurements 1..19 (steps 6..24) were finite and are kept
+    assert partial.series["m"].shape == (19, 3)
+    assert np.all(np.isfinite(partial.series["m"]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nonfinite_in_thermalisation_names_it():
+    action = Phi4.from_beta_g(0.2, 0.1)
+    with pytest.raises(NonFiniteFieldError, match="thermalisation"):
+        run(Explodes(at=3), np.zeros((2, 4, 4)), None, n_therm=20, n_measure=5,
+            measure=lambda p: measure_phi4(p, action), to_host=np.asarray)
+
+
+def test_progress_is_quiet_off_a_terminal():
+    buf = io.StringIO()
+    p = Progress(10, "x", enabled=None, stream=buf)
+    p.update(5, force=True)
+    p.close()
+    assert buf.getvalue() == ""
+    p = Progress(10, "x", enabled=True, stream=buf)
+    p.update(5, force=True)
+    assert "5/10" in buf.getvalue()
+
+
+def test_simulate_result_and_throughput(backend):
+    res = simulate(Phi4.from_beta_g(0.3, 0.0), L=6, algorithm="hmc", backend=backend.name,
+                   device=backend.device if backend.name != "array_api_strict" else None,
+                   chains=4, therm=10, sweeps=30, seed=1, n_steps=5)
+    assert res.series["m"].shape == (30, 4)
+    assert res.steps == 40 and res.volume == 36
+    assert res.site_updates_per_second == pytest.approx(36 * 4 * 40 / res.seconds)
+    for name in ("phi2", "m", "m_abs", "m2", "chi", "binder", "action", "acceptance"):
+        assert np.isfinite(res.observables[name].value) and res.observables[name].error > 0
+
+
+def test_simulate_bad_input_before_work():
+    a = Phi4.from_beta_g(0.3, 0.1)
+    with pytest.raises(ValueError, match="chains=0"):
+        simulate(a, L=8, chains=0)
+    with pytest.raises(ValueError, match="L=-2"):
+        simulate(a, L=-2)
+    with pytest.raises(TypeError, match="dt=0.1"):
+        simulate(a, L=8, algorithm="hmc", dt=0.1)
+    with pytest.raises(ValueError, match="algorithm='gibbs'"):
+        simulate(a, L=8, algorithm="gibbs")
+    with pytest.raises(ValueError, match="beta=0.5"):
+        simulate(Phi4.from_beta_g(0.5, 0.0), L=8)
+    with pytest.raises(ValueError, match="backend='numba'"):
+        simulate(a, L=8, backend="numba")
+
+
+def test_two_point_function(backend):
+    phi = backend.rng(0).normal((2, 8, 8), backend.xp.float64)
+    c = backend.to_numpy(two_point(phi))
+    host = backend.to_numpy(phi)
+    assert c.shape == (2, 5)
+    np.testing.assert_allclose(c[:, 0], (host ** 2).mean(axis=(1, 2)))
+    want = 0.5 * ((host * np.roll(host, -3, 1)).mean(axis=(1, 2)) + (host * np.roll(host, -3, 2)).mean(axis=(1, 2)))
+    np.testing.assert_allclose(c[:, 3], want)
