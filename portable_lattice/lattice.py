@@ -38,6 +38,7 @@ def forward_sum(phi: Any) -> Any:
 
 def neighbour_sum(phi: Any) -> Any:
     """sum_mu (phi_{x + e_mu} + phi_{x - e_mu}): the 2d nearest neighbours."""
+    # rolls beat padding with concat on NumPy (measured: 0.56 vs 0.71 ms at 256 x 32^2)
     out = shift(phi, 0, 1) + shift(phi, 0, -1)
     for mu in range(1, phi.ndim - 1):
         out = out + shift(phi, mu, 1) + shift(phi, mu, -1)
@@ -128,3 +129,110 @@ def check_field(phi: Any, *, name: str = "phi", shape: tuple[int, ...] | None = 
     if device is not None and str(device_of(phi)) != str(device):
         raise ValueError(f"{name} must be on device {device}, got {name} on {device_of(phi)}")
     return xp
+
+
+# --- blocked layout: the stride-s sub-grids side by side -------------------------------
+def block_split(phi: Any, stride: int = 2) -> Any:
+    """Split a field into its ``stride**d`` sub-grids.
+
+    Site x = stride * X + o goes to ``blocks[:, k, X]`` with the block index
+    k = sum_mu o_mu stride**(d-1-mu) (C order over the offsets o). Shape
+    ``(chains, stride**d, L/stride, ..., L/stride)``. Sites of one block are
+    ``stride`` apart along every axis.
+    """
+    xp = array_namespace(phi)
+    chains, L, d = phi.shape[0], phi.shape[1], phi.ndim - 1
+    if L % stride:
+        raise ValueError(f"L must be a multiple of stride, got L={L} and stride={stride}")
+    h = L // stride
+    x = xp.reshape(phi, (chains,) + (h, stride) * d)
+    # axes: 0, then (X_mu, o_mu) pairs at 1 + 2 mu, 2 + 2 mu -> (chains, o_1..o_d, X_1..X_d)
+    order = (0,) + tuple(2 + 2 * mu for mu in range(d)) + tuple(1 + 2 * mu for mu in range(d))
+    return xp.reshape(xp.permute_dims(x, order), (chains, stride ** d) + (h,) * d)
+
+
+def block_merge(blocks: Any, stride: int = 2) -> Any:
+    """Inverse of :func:`block_split`."""
+    xp = array_namespace(blocks)
+    chains, d = blocks.shape[0], blocks.ndim - 2
+    h = blocks.shape[2]
+    x = xp.reshape(blocks, (chains,) + (stride,) * d + (h,) * d)
+    order = [0]
+    for mu in range(d):
+        order += [1 + d + mu, 1 + mu]
+    return xp.reshape(xp.permute_dims(x, tuple(order)), (chains,) + (h * stride,) * d)
+
+
+@dataclass(frozen=True)
+class Checkerboard:
+    """Both parities of a field as stacks of stride-2 sub-grids, with the neighbour bookkeeping.
+
+    Block o (offsets o_mu in {0, 1}) holds the sites 2X + o; its parity is
+    sum(o) mod 2. The neighbour of x = 2X + o in direction +mu lies in block
+    o XOR e_mu, at X if o_mu = 0 and at X + e_mu if o_mu = 1; in direction -mu,
+    in the same block, at X if o_mu = 1 and X - e_mu otherwise. So a parity's
+    neighbour sum is, per direction, one reordering of the other parity's
+    blocks plus rolls, and every array operation of a checkerboard update
+    touches only the V/2 sites being updated.
+
+    The odd blocks are ordered as the even ones XOR e_0, so the reordering is
+    the identity for mu = 0 (and a flip for mu = 1 in two dimensions).
+    """
+
+    dim: int
+
+    def offsets(self, k: int) -> tuple[int, ...]:
+        return tuple((k >> (self.dim - 1 - mu)) & 1 for mu in range(self.dim))
+
+    def members(self, p: int) -> list[int]:
+        """Block indices (C order over offsets) of parity p, in stacking order."""
+        even = [k for k in range(2 ** self.dim) if sum(self.offsets(k)) % 2 == 0]
+        return even if p == 0 else [k ^ (1 << (self.dim - 1)) for k in even]
+
+    def _slices(self, k: int) -> tuple:
+        return (slice(None),) + tuple(slice(o, None, 2) for o in self.offsets(k))
+
+    def split(self, phi: Any) -> tuple[Any, Any]:
+        """(even, odd): each ``(chains, 2**(d-1), L/2, ..., L/2)``, gathered with strided views."""
+        xp = array_namespace(phi)
+        if phi.shape[1] % 2:
+            raise ValueError(f"a checkerboard needs an even L, got L={phi.shape[1]}")
+        return tuple(xp.stack([phi[self._slices(k)] for k in self.members(p)], axis=1) for p in (0, 1))
+
+    def merge(self, even: Any, odd: Any) -> Any:
+        """The field ``(chains, L, ..., L)`` from its two parities (one strided write per block)."""
+        xp = array_namespace(even)
+        chains, h = even.shape[0], even.shape[2]
+        out = xp.empty((chains,) + (2 * h,) * self.dim, dtype=even.dtype, device=device_of(even))
+        for half, p in ((even, 0), (odd, 1)):
+            for i, k in enumerate(self.members(p)):
+                out[self._slices(k)] = half[:, i, ...]
+        return out
+
+    def neighbour_sum(self, other: Any, p: int) -> Any:
+        """sum over the 2d neighbours of the parity-p sites, given the other parity's blocks."""
+        xp = array_namespace(other)
+        dev = device_of(other)
+        mine, theirs = self.members(p), self.members(1 - p)
+        n = len(mine)
+        total = None
+        for mu in range(self.dim):
+            # block o's neighbours along mu sit in block o XOR e_mu of the other parity
+            partner = [theirs.index(k ^ (1 << (self.dim - 1 - mu))) for k in mine]
+            if partner == list(range(n)):
+                nb = other
+            elif partner == list(range(n - 1, -1, -1)):
+                nb = xp.flip(other, axis=1)
+            else:
+                nb = xp.take(other, xp.asarray(partner, device=dev), axis=1)
+            axis = 2 + mu
+            odd_mu = [self.offsets(k)[mu] == 1 for k in mine]
+            ahead, behind = xp.roll(nb, shift=-1, axis=axis), xp.roll(nb, shift=1, axis=axis)
+            if n == 1:  # d = 1: a single block per parity
+                term = nb + (ahead if odd_mu[0] else behind)
+            else:
+                # o_mu = 1: the +mu neighbour is one block-step ahead; o_mu = 0: the -mu one is one behind
+                mask = xp.reshape(xp.asarray(odd_mu, device=dev), (1, n) + (1,) * self.dim)
+                term = nb + xp.where(mask, ahead, behind)
+            total = term if total is None else total + term
+        return total

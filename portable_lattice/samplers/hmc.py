@@ -62,11 +62,20 @@ def integrate(phi: Any, p: Any, grad: Any, grad_fn, dt: float, n_steps: int,
     ``grad`` is dS/dphi at the initial ``phi`` (cached by the caller, so a
     trajectory costs exactly one gradient per kick after the first).
     """
+    # the first kick and drift make private copies; after that p and phi are updated
+    # in place (the Array API's in-place operators), sparing an allocation per step
+    fresh_p = fresh_phi = False
     for kind, c in integrator.sequence(n_steps):
         if kind == "kick":
-            p = p - (c * dt) * grad
+            if fresh_p:
+                p -= (c * dt) * grad
+            else:
+                p, fresh_p = p - (c * dt) * grad, True
         else:
-            phi = phi + (c * dt) * p
+            if fresh_phi:
+                phi += (c * dt) * p
+            else:
+                phi, fresh_phi = phi + (c * dt) * p, True
             grad = grad_fn(phi)
     return phi, p, grad
 

@@ -18,8 +18,8 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float, positive_int
-from ..lattice import check_field, neighbour_sum, parity
-from .base import Info, State, count_per_chain, metropolis_accept
+from ..lattice import Checkerboard, check_field
+from .base import Info, State, metropolis_accept
 
 __all__ = ["CheckerboardMetropolis", "RandomSiteMetropolis"]
 
@@ -62,24 +62,30 @@ class CheckerboardMetropolis:
     def step(self, state: State, rng) -> tuple[State, Info]:
         phi = state.phi
         xp = array_namespace(phi)
-        shape, dtype = tuple(phi.shape), phi.dtype
-        even = parity(xp, shape[1], phi.ndim - 1, device_of(phi)) == 0
-        accepted = xp.zeros(shape[0], dtype=dtype, device=device_of(phi))
-        for mask in (even, ~even):
-            # neighbours of this parity's sites are fixed during its hits: one neighbour sum serves them all
-            hop = self.action.beta * neighbour_sum(phi)
+        dtype, chains = phi.dtype, phi.shape[0]
+        board = Checkerboard(phi.ndim - 1)
+        # work in the blocked layout so random numbers and arithmetic touch only the
+        # V/2 sites being updated (no masks over the whole lattice)
+        halves = list(board.split(phi))
+        accepted = xp.zeros(chains, dtype=dtype, device=device_of(phi))
+        for p in (0, 1):
+            active = halves[p]
+            # neighbours are fixed during this parity's hits: one neighbour sum serves them all
+            hop = self.action.beta * board.neighbour_sum(halves[1 - p], p)
+            shape = tuple(active.shape)
             for _ in range(self.hits):
                 delta = self.step_size * rng.normal(shape, dtype)
                 u = rng.uniform(shape, dtype)
-                grad = self.action.grad_action_local(phi, hop)
-                dS = self.action.local_delta_action(phi, delta, grad)
-                acc = mask & metropolis_accept(u, -dS)
-                phi = xp.where(acc, phi + delta, phi)
-                accepted = accepted + count_per_chain(acc, dtype)
+                grad = self.action.grad_action_local(active, hop)
+                dS = self.action.local_delta_action(active, delta, grad)
+                acc = metropolis_accept(u, -dS)
+                active = xp.where(acc, active + delta, active)
+                accepted = accepted + xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), dtype)
+            halves[p] = active
         volume = 1
-        for n in shape[1:]:
+        for n in phi.shape[1:]:
             volume *= n
-        return State(phi=phi), Info(acceptance=accepted / (volume * self.hits))
+        return State(phi=board.merge(*halves)), Info(acceptance=accepted / (volume * self.hits))
 
 
 @dataclass(frozen=True)
