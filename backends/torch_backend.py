@@ -91,3 +91,60 @@ def make_backend(device=None) -> Backend:
     return Backend(name="torch", xp=xp, device=dev,
                    _make_rng=lambda seed: TorchGenerator(seed, dev),
                    _to_numpy=to_numpy, _from_numpy=from_numpy)
+
+
+# --- native fast path: torch.compile over the core's own kernels (opt-in) ---------------
+import os as _os
+import warnings as _warnings
+
+_COMPILE = {"on": _os.environ.get("PORTABLE_LATTICE_TORCH_COMPILE", "") == "1"}
+
+
+def use_compile(flag: bool = True) -> bool:
+    """Fuse the kernels' arithmetic with ``torch.compile`` (returns the previous setting).
+
+    The compiled functions are the core's Array API code itself, traced by
+    TorchDynamo and fused by Inductor (C++/OpenMP on CPU, Triton on CUDA);
+    random numbers stay on the seeded generator, outside the compiled region.
+    The first call per kernel and shape compiles (tens of seconds on a small
+    CPU), so it pays off for long runs. Needs a C++ compiler on CPU; if
+    compilation fails the generic path runs, with one warning.
+    Also switched on by ``PORTABLE_LATTICE_TORCH_COMPILE=1``.
+    """
+    previous = _COMPILE["on"]
+    _COMPILE["on"] = bool(flag)
+    return previous
+
+
+def _compile(fn):
+    import torch
+
+    # array-api-compat's namespace helpers are lru_cached; Dynamo traces through them
+    # (harmless here: they are pure type checks) and says so once per call site
+    _warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
+    compiled = torch.compile(fn, dynamic=False)
+    state = {"failed": False}
+
+    def call(*args, **kwargs):
+        if not state["failed"]:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as e:  # a missing toolchain must not stop a run
+                state["failed"] = True
+                _warnings.warn(f"torch.compile failed for {getattr(fn, '__qualname__', fn)} "
+                               f"({type(e).__name__}: {str(e)[:200]}); using the generic path",
+                               RuntimeWarning, stacklevel=2)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def _register():
+    import array_api_compat
+    from portable_lattice._delegation import Accelerator, register_accelerator
+
+    register_accelerator(Accelerator("torch.compile", matches=array_api_compat.is_torch_namespace,
+                                     enabled=lambda: _COMPILE["on"], wrap=_compile))
+
+
+_register()

@@ -143,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--backends", default=None, help="comma list (default: all available but array_api_strict)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--compile", action="store_true",
+                    help="add torch rows with the torch.compile fast path (compilation excluded from timings)")
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
                     help="glibc allocator regime, pinned for the whole run (default: tuned)")
     args = ap.parse_args(argv)
@@ -173,16 +175,22 @@ def main(argv=None):
     print(f"{args.repeats} interleaved repeats; ratio = median (min-max) of hand-written NumPy time / backend time "
           f"over adjacent pairs; torch threads = {args.threads}; malloc {allocator}")
     print()
-    print(f"{'backend':12s} {'hand site-upd/s':>16s} {'site-upd/s':>12s} {'checkerboard ratio':>22s}   "
+    print(f"{'backend':15s} {'hand site-upd/s':>16s} {'site-upd/s':>12s} {'checkerboard ratio':>22s}   "
           f"{'hand traj/s':>12s} {'traj/s':>10s} {'HMC ratio':>20s}")
-    for name, device in backends:
+    rows = [(name, device, False) for name, device in backends]
+    if args.compile:
+        rows += [(name, device, True) for name, device in backends if name == "torch"]
+    for name, device, fused in rows:
         be = get_backend(name, device or None)
+        if be.name == "torch":
+            from portable_lattice.backends.torch_backend import use_compile
+            use_compile(fused)
         dtype = be.xp.float64
         hb, lb, rc = interleaved(hand_cb, library_checkerboard(be, dtype), args.repeats)
         hh, lh, rh = interleaved(hand_hmc, library_hmc(be, dtype), args.repeats)
-        label = name if device in (None, "", "cpu") else f"{name}:{device}"
+        label = (name if device in (None, "", "cpu") else f"{name}:{device}") + ("+compile" if fused else "")
         med = lambda r: r[len(r) // 2]  # noqa: E731
-        print(f"{label:12s} {cb_units / hb:16.3e} {cb_units / lb:12.3e} "
+        print(f"{label:15s} {cb_units / hb:16.3e} {cb_units / lb:12.3e} "
               f"{med(rc):8.2f} ({rc[0]:.2f}-{rc[-1]:.2f})   "
               f"{hmc_units / hh:12.1f} {hmc_units / lh:10.1f} {med(rh):8.2f} ({rh[0]:.2f}-{rh[-1]:.2f})", flush=True)
 

@@ -12,6 +12,7 @@ from typing import Any
 from ._checks import choice, nonnegative_int, positive_float, positive_int
 from .backends import get_backend
 from .driver import RunResult, run
+from .lattice import check_field
 from .observables import ensemble_phi4, measure_phi4
 from .samplers import HMC, INTEGRATORS, MALA, CheckerboardMetropolis, Langevin, RandomSiteMetropolis
 
@@ -48,7 +49,7 @@ def make_kernel(action, algorithm: str, *, step: float = 1.0, hits: int = 1, dt:
 def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
              backend: Any = "numpy", device: Any = None, dtype: str = "float64",
              chains: int = 4, therm: int = 500, sweeps: int = 1000, every: int = 1, seed: int = 0,
-             progress: bool | None = None, phi0: Any = None, **knobs) -> RunResult:
+             progress: bool | None = None, phi0: Any = None, compile: bool = False, **knobs) -> RunResult:
     """Sample the phi^4 ``action`` on an ``L**dim`` torus and analyse the run.
 
     Parameters
@@ -65,6 +66,9 @@ def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
     seed : int
     phi0 : array, optional
         Start field of shape (chains, L, ..., L); default: a hot start N(0, 1).
+    compile : bool
+        torch only: fuse the kernels with ``torch.compile`` (see
+        :func:`portable_lattice.backends.torch_backend.use_compile`).
     **knobs : step, hits, dt, n_steps, traj_length, integrator
 
     Returns
@@ -90,10 +94,14 @@ def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
     kernel = make_kernel(action, algorithm, **knobs)
     be = get_backend(backend, device)
     dt = be.dtype(dtype)
+    if compile and be.name != "torch":
+        raise ValueError(f"compile=True needs the torch backend, got backend={be.name!r}")
     rng = be.rng(seed)
     shape = (chains,) + (L,) * dim
     if phi0 is None:
         phi0 = rng.normal(shape, dt)
+    else:
+        check_field(phi0, name="phi0", shape=shape, dtype=dt, device=be.device)
     volume = L ** dim
 
     def analyse(series):
@@ -104,10 +112,18 @@ def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
             out["exp_minus_dh"] = gamma_method(series["exp_minus_dh"])
         return out
 
-    result = run(kernel, phi0, rng, n_therm=therm, n_measure=sweeps, every=every,
-                 measure=lambda phi: measure_phi4(phi, action), analyse=analyse,
-                 to_host=be.to_numpy, progress=progress, label=f"{algorithm} [{be}]")
+    previous = None
+    if compile:
+        from .backends.torch_backend import use_compile
+        previous = use_compile(True)
+    try:
+        result = run(kernel, phi0, rng, n_therm=therm, n_measure=sweeps, every=every,
+                     measure=lambda phi: measure_phi4(phi, action), analyse=analyse,
+                     to_host=be.to_numpy, progress=progress, label=f"{algorithm} [{be}]")
+    finally:
+        if previous is not None:
+            use_compile(previous)
     result.meta.update({"backend": be.name, "device": str(be.device), "dtype": dtype,
                         "model": dict(action.params(), L=L, dim=dim), "algorithm": algorithm,
-                        "knobs": knobs, "seed": seed})
+                        "knobs": knobs, "seed": seed, "compile": compile})
     return result

@@ -12,7 +12,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-__all__ = ["State", "Info", "per_chain", "metropolis_accept", "count_per_chain"]
+__all__ = ["State", "Info", "per_chain", "metropolis_accept"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,3 @@ def metropolis_accept(u: Any, log_ratio: Any) -> Any:
     xp = array_namespace(u, log_ratio)
     return xp.log(u) < log_ratio
 
-
-def count_per_chain(mask: Any, dtype: Any) -> Any:
-    """Number of True entries per chain, as ``dtype``."""
-    xp = array_namespace(mask)
-    return xp.sum(xp.astype(mask, dtype), axis=tuple(range(1, mask.ndim)))

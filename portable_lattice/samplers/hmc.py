@@ -14,6 +14,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import positive_float, positive_int
+from .._delegation import accelerated
 from ..lattice import check_field, lattice_axes
 from .base import Info, State, metropolis_accept, per_chain
 
@@ -127,18 +128,28 @@ class HMC:
                                  self.dt, self.n_steps, self.integrator)
         return State(phi=phi, action=self.action.action(phi), grad=grad), p
 
+    def propose_and_accept(self, phi: Any, action: Any, grad: Any, p: Any, u: Any) -> tuple:
+        """One trajectory and its accept/reject, given the momenta ``p`` and the
+        uniforms ``u`` of the accept test: pure arithmetic, the unit a backend
+        accelerator fuses.
+
+        Returns (phi, action, grad, accepted, dH) after the accept/reject.
+        """
+        xp = array_namespace(phi)
+        h0 = self.hamiltonian(action, p)
+        proposal, p1 = self.trajectory(State(phi=phi, action=action, grad=grad), p)
+        dH = self.hamiltonian(proposal.action, p1) - h0
+        acc = metropolis_accept(u, -dH)  # NaN/inf dH is rejected
+        keep = per_chain(acc, phi)
+        return (xp.where(keep, proposal.phi, phi), xp.where(acc, proposal.action, action),
+                xp.where(keep, proposal.grad, grad), acc, dH)
+
     def step(self, state: State, rng) -> tuple[State, Info]:
         phi = state.phi
         xp = array_namespace(phi)
         p = rng.normal(tuple(phi.shape), phi.dtype)
-        h0 = self.hamiltonian(state.action, p)
-        proposal, p1 = self.trajectory(state, p)
-        dH = self.hamiltonian(proposal.action, p1) - h0
-        divergent = ~xp.isfinite(dH)
         u = rng.uniform((phi.shape[0],), phi.dtype)
-        acc = metropolis_accept(u, -dH)  # NaN/inf dH is rejected
-        keep = per_chain(acc, phi)
-        new = State(phi=xp.where(keep, proposal.phi, phi),
-                    action=xp.where(acc, proposal.action, state.action),
-                    grad=xp.where(keep, proposal.grad, state.grad))
-        return new, Info(acceptance=xp.astype(acc, phi.dtype), delta_h=dH, divergent=divergent)
+        step = accelerated(type(self).propose_and_accept, xp)
+        new_phi, new_action, new_grad, acc, dH = step(self, phi, state.action, state.grad, p, u)
+        return (State(phi=new_phi, action=new_action, grad=new_grad),
+                Info(acceptance=xp.astype(acc, phi.dtype), delta_h=dH, divergent=~xp.isfinite(dH)))

@@ -18,6 +18,7 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float, positive_int
+from .._delegation import accelerated
 from ..lattice import Checkerboard, check_field
 from .base import Info, State, metropolis_accept
 
@@ -59,29 +60,45 @@ class CheckerboardMetropolis:
             raise ValueError(f"checkerboard updates need an even L >= 2, got L={L}")
         return State(phi=phi)
 
+    def update_parity(self, active: Any, other: Any, p: int, deltas: list, us: list) -> tuple[Any, Any]:
+        """All hits on the parity-p sites: pure arithmetic, given the random numbers
+        (per hit, the proposals ``deltas`` and the uniforms ``us`` of the accept test).
+
+        Returns the new blocks and the accepted proposals per chain (as the field's dtype).
+        This is the unit a backend accelerator fuses.
+        """
+        xp = array_namespace(active)
+        board = Checkerboard(active.ndim - 2)
+        # neighbours are fixed during this parity's hits: one neighbour sum serves them all
+        hop = self.action.beta * board.neighbour_sum(other, p)
+        accepted = None
+        for delta, u in zip(deltas, us):
+            grad = self.action.grad_action_local(active, hop)
+            dS = self.action.local_delta_action(active, delta, grad)
+            acc = metropolis_accept(u, -dS)
+            active = xp.where(acc, active + delta, active)
+            n = xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), active.dtype)
+            accepted = n if accepted is None else accepted + n
+        return active, accepted
+
     def step(self, state: State, rng) -> tuple[State, Info]:
         phi = state.phi
         xp = array_namespace(phi)
-        dtype, chains = phi.dtype, phi.shape[0]
+        dtype = phi.dtype
         board = Checkerboard(phi.ndim - 1)
         # work in the blocked layout so random numbers and arithmetic touch only the
         # V/2 sites being updated (no masks over the whole lattice)
         halves = list(board.split(phi))
-        accepted = xp.zeros(chains, dtype=dtype, device=device_of(phi))
+        update = accelerated(type(self).update_parity, xp)
+        accepted = None
         for p in (0, 1):
-            active = halves[p]
-            # neighbours are fixed during this parity's hits: one neighbour sum serves them all
-            hop = self.action.beta * board.neighbour_sum(halves[1 - p], p)
-            shape = tuple(active.shape)
+            shape = tuple(halves[p].shape)
+            deltas, us = [], []
             for _ in range(self.hits):
-                delta = self.step_size * rng.normal(shape, dtype)
-                u = rng.uniform(shape, dtype)
-                grad = self.action.grad_action_local(active, hop)
-                dS = self.action.local_delta_action(active, delta, grad)
-                acc = metropolis_accept(u, -dS)
-                active = xp.where(acc, active + delta, active)
-                accepted = accepted + xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), dtype)
-            halves[p] = active
+                deltas.append(self.step_size * rng.normal(shape, dtype))
+                us.append(rng.uniform(shape, dtype))
+            halves[p], n = update(self, halves[p], halves[1 - p], p, deltas, us)
+            accepted = n if accepted is None else accepted + n
         volume = 1
         for n in phi.shape[1:]:
             volume *= n

@@ -1,0 +1,45 @@
+"""Delegation to native fast paths (array-api-extra's pattern: a delegation layer over a generic one).
+
+A kernel routes its pure array arithmetic (never the random numbers, which
+stay on the backend's seeded generator) through :func:`accelerated`. By
+default that returns the generic Array API function unchanged. A backend may
+register an accelerator for its namespace, e.g. torch's ``torch.compile``,
+which fuses the same code into one pass over memory; it is opt-in, and tests
+hold it equal to the generic twin.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["register_accelerator", "accelerated", "Accelerator"]
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    matches: Callable[[Any], bool]   # namespace -> applies?
+    enabled: Callable[[], bool]      # switched on by the user?
+    wrap: Callable[[Callable], Callable]
+
+
+_ACCELERATORS: dict[str, Accelerator] = {}
+_WRAPPED: dict[tuple[str, Any], Callable] = {}
+
+
+def register_accelerator(acc: Accelerator) -> None:
+    """Register (or replace) a backend's accelerator."""
+    _ACCELERATORS[acc.name] = acc
+    for key in [k for k in _WRAPPED if k[0] == acc.name]:
+        del _WRAPPED[key]
+
+
+def accelerated(fn: Callable, xp: Any) -> Callable:
+    """``fn`` itself, or its fast path for namespace ``xp`` when one is registered and enabled."""
+    for acc in _ACCELERATORS.values():
+        if acc.enabled() and acc.matches(xp):
+            key = (acc.name, fn)
+            if key not in _WRAPPED:
+                _WRAPPED[key] = acc.wrap(fn)
+            return _WRAPPED[key]
+    return fn
