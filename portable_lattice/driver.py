@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device as device_of
 
 from ._checks import nonnegative_int, positive_int
 from .analysis import Estimate, gamma_method
@@ -196,7 +196,7 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
         bar.update(steps)
 
     for _ in range(n_measure):
-        acc_sum = xp.zeros(chains, dtype=dtype, device=_device(state.phi))
+        acc_sum = xp.zeros(chains, dtype=dtype, device=device_of(state.phi))
         emdh_sum = None
         for _ in range(every):
             state, info = kernel.step(state, rng)
@@ -222,11 +222,6 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     result = partial_result(seconds)
     result.seconds = seconds
     return result
-
-
-def _device(x):
-    from array_api_compat import device
-    return device(x)
 
 
 def _default_analyse(series: dict) -> dict:

@@ -12,7 +12,9 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-__all__ = ["State", "Info", "per_chain", "metropolis_accept"]
+from ..lattice import check_field
+
+__all__ = ["State", "Info", "per_chain", "metropolis_accept", "check_action_field"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,8 @@ def metropolis_accept(u: Any, log_ratio: Any) -> Any:
     xp = array_namespace(u, log_ratio)
     return xp.log(u) < log_ratio
 
+
+
+def check_action_field(action: Any, phi: Any) -> Any:
+    """Validate ``phi`` for ``action`` (its own check where it has one, e.g. phi^4 stability)."""
+    return action.check_field(phi) if hasattr(action, "check_field") else check_field(phi)

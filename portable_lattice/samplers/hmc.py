@@ -15,8 +15,8 @@ from array_api_compat import array_namespace
 
 from .._checks import positive_float, positive_int
 from .._delegation import accelerated
-from ..lattice import check_field, lattice_axes
-from .base import Info, State, metropolis_accept, per_chain
+from ..lattice import lattice_axes
+from .base import Info, State, check_action_field, metropolis_accept, per_chain
 
 __all__ = ["Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS", "integrate", "HMC"]
 
@@ -115,7 +115,7 @@ class HMC:
         return self.traj_length / self.n_steps
 
     def init(self, phi: Any) -> State:
-        (self.action.check_field if hasattr(self.action, "check_field") else check_field)(phi)
+        check_action_field(self.action, phi)
         return State(phi=phi, action=self.action.action(phi), grad=self.action.grad_action(phi))
 
     def hamiltonian(self, action: Any, p: Any) -> Any:

@@ -20,20 +20,15 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import positive_float
-from ..lattice import check_field, lattice_axes
-from .base import Info, State, metropolis_accept, per_chain
+from ..lattice import lattice_axes
+from .base import Info, State, check_action_field, metropolis_accept, per_chain
 
 __all__ = ["Langevin", "MALA"]
 
 
-def _init(action, phi):
-    (action.check_field if hasattr(action, "check_field") else check_field)(phi)
-    return State(phi=phi, action=action.action(phi), grad=action.grad_action(phi))
-
-
 @dataclass(frozen=True)
-class Langevin:
-    """Unadjusted Langevin step (Euler-Maruyama discretisation, Eq. 2.15 of 003)."""
+class _LangevinProposal:
+    """What ULA and MALA share: the step dt, the cached gradient, the Euler-Maruyama move."""
 
     action: Any
     dt: float = 0.01
@@ -42,41 +37,41 @@ class Langevin:
         positive_float("dt", self.dt)
 
     def init(self, phi: Any) -> State:
-        return _init(self.action, phi)
+        check_action_field(self.action, phi)
+        return State(phi=phi, action=self.action.action(phi), grad=self.action.grad_action(phi))
+
+    def propose(self, state: State, rng) -> tuple[Any, Any]:
+        """(phi - dt grad S + sqrt(2 dt) eta, eta): Eq. 2.15 of 003."""
+        phi = state.phi
+        eta = rng.normal(tuple(phi.shape), phi.dtype)
+        return phi - self.dt * state.grad + math.sqrt(2.0 * self.dt) * eta, eta
+
+
+@dataclass(frozen=True)
+class Langevin(_LangevinProposal):
+    """Unadjusted Langevin step (Euler-Maruyama discretisation, Eq. 2.15 of 003)."""
 
     def step(self, state: State, rng) -> tuple[State, Info]:
-        phi = state.phi
+        phi, _ = self.propose(state, rng)
         xp = array_namespace(phi)
-        eta = rng.normal(tuple(phi.shape), phi.dtype)
-        phi = phi - self.dt * state.grad + math.sqrt(2.0 * self.dt) * eta
         # no accept test, so the action is not needed: only the next drift
         new = State(phi=phi, grad=self.action.grad_action(phi))
         return new, Info(acceptance=xp.ones(phi.shape[0], dtype=phi.dtype))
 
 
 @dataclass(frozen=True)
-class MALA:
+class MALA(_LangevinProposal):
     """Metropolis-adjusted Langevin: the ULA proposal with an exact accept test.
 
     q(y|x) ~ exp(-|y - x + dt grad S(x)|^2 / (4 dt)); accept with
     min(1, exp(S(x) - S(y) + log q(x|y) - log q(y|x))).
     """
 
-    action: Any
-    dt: float = 0.01
-
-    def __post_init__(self):
-        positive_float("dt", self.dt)
-
-    def init(self, phi: Any) -> State:
-        return _init(self.action, phi)
-
     def step(self, state: State, rng) -> tuple[State, Info]:
         phi = state.phi
         xp = array_namespace(phi)
         axes = lattice_axes(phi)
-        eta = rng.normal(tuple(phi.shape), phi.dtype)
-        y = phi - self.dt * state.grad + math.sqrt(2.0 * self.dt) * eta
+        y, eta = self.propose(state, rng)
         s_y, g_y = self.action.action(y), self.action.grad_action(y)
         back = phi - y + self.dt * g_y
         # log q(y|x) = -|sqrt(2 dt) eta|^2 / (4 dt) = -|eta|^2 / 2

@@ -19,16 +19,10 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float, positive_int
 from .._delegation import accelerated
-from ..lattice import Checkerboard, check_field
-from .base import Info, State, metropolis_accept
+from ..lattice import Checkerboard
+from .base import Info, State, check_action_field, metropolis_accept
 
 __all__ = ["CheckerboardMetropolis", "RandomSiteMetropolis"]
-
-
-def _check_action_field(action, phi):
-    if hasattr(action, "check_field"):
-        return action.check_field(phi)
-    return check_field(phi)
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ class CheckerboardMetropolis:
         positive_int("hits", self.hits)
 
     def init(self, phi: Any) -> State:
-        _check_action_field(self.action, phi)
+        check_action_field(self.action, phi)
         L = phi.shape[1]
         if L % 2 or L < 2:
             raise ValueError(f"checkerboard updates need an even L >= 2, got L={L}")
@@ -124,7 +118,7 @@ class RandomSiteMetropolis:
         positive_float("step_size", self.step_size)
 
     def init(self, phi: Any) -> State:
-        _check_action_field(self.action, phi)
+        check_action_field(self.action, phi)
         if phi.shape[1] < 3:
             # with L <= 2 a site is its own (or doubly) neighbour and Eq. 3's local form is not exact
             raise ValueError(f"random-site Metropolis needs L >= 3, got L={phi.shape[1]}")
