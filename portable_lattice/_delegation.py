@@ -43,3 +43,36 @@ def accelerated(fn: Callable, xp: Any) -> Callable:
                 _WRAPPED[key] = acc.wrap(fn)
             return _WRAPPED[key]
     return fn
+
+
+# --- named operations with backend implementations (always on: they are exact) -------------
+_IMPLEMENTATIONS: dict[str, list[tuple[Callable[[Any], bool], Callable]]] = {}
+
+
+def register_implementation(name: str, matches: Callable[[Any], bool], fn: Callable) -> None:
+    """A backend's native implementation of the operation ``name`` for namespaces ``matches``."""
+    _IMPLEMENTATIONS.setdefault(name, []).append((matches, fn))
+
+
+def _load_backend_for(xp: Any) -> None:
+    """Import the backend module owning ``xp`` so its registrations exist."""
+    import importlib
+
+    import array_api_compat as aac
+    for test, module in ((aac.is_numpy_namespace, "numpy_backend"), (aac.is_cupy_namespace, "cupy_backend"),
+                         (aac.is_torch_namespace, "torch_backend")):
+        if test(xp):
+            try:
+                importlib.import_module(f"portable_lattice.backends.{module}")
+            except ImportError:
+                pass
+            return
+
+
+def implementation(name: str, xp: Any, default: Callable) -> Callable:
+    """The registered native implementation of ``name`` for ``xp``, else the generic ``default``."""
+    _load_backend_for(xp)
+    for matches, fn in _IMPLEMENTATIONS.get(name, []):
+        if matches(xp):
+            return fn
+    return default

@@ -1,0 +1,169 @@
+"""Cluster algorithms: Swendsen-Wang (Ising, Potts) and Wolff (Ising), periodic boundaries.
+
+Bonds between equal neighbouring spins are activated with probability
+p = 1 - exp(-2 beta J) (Ising) or 1 - exp(-beta J) (Potts). Clusters are the
+connected components of the active bonds (Fortuin-Kasteleyn). Swendsen-Wang
+gives every cluster a new random state. Wolff flips the one cluster that holds
+a random seed site: the cluster of the seed under the same bond percolation
+has exactly the distribution of Wolff's grown cluster, so labelling all
+clusters and flipping the seed's one is Wolff's algorithm, vectorised over
+chains.
+
+Labelling: :func:`cluster_labels` dispatches to a backend's native
+implementation (scipy.sparse.csgraph on NumPy, cupyx on CuPy) and otherwise
+runs :func:`label_propagation`, a generic Array API algorithm. Both return
+canonical labels, the smallest flat index (over chains x sites) in each
+cluster, so their partitions can be compared exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace, device as device_of
+
+from .._delegation import implementation
+from ..lattice import shift
+from ..samplers.base import Info, State
+from .local import check_beta
+from .models import Ising, Potts, check_spins
+
+__all__ = ["label_propagation", "cluster_labels", "swendsen_wang_bonds", "SwendsenWang", "Wolff"]
+
+
+def label_propagation(bonds: list) -> Any:
+    """Connected components of a periodic lattice graph, generic Array API.
+
+    Parameters
+    ----------
+    bonds : list of d boolean arrays (chains, L, ..., L)
+        ``bonds[mu][x]`` is the bond between x and x + e_mu.
+
+    Returns
+    -------
+    int64 array (chains, L, ..., L): each site's cluster label, the smallest
+    flat index in its cluster.
+
+    Notes
+    -----
+    Min-label propagation along active bonds, alternated with pointer jumping
+    (label <- label[label]) so labels travel distances that double per round.
+    Labels only decrease and always name a site of the same cluster, and the
+    smallest site of a cluster keeps its own index: the fixed point is the
+    canonical labelling.
+    """
+    xp = array_namespace(bonds[0])
+    shape = tuple(bonds[0].shape)
+    n = 1
+    for k in shape:
+        n *= k
+    labels = xp.reshape(xp.arange(n, dtype=xp.int64, device=device_of(bonds[0])), shape)
+    backward = [shift(b, mu, -1) for mu, b in enumerate(bonds)]  # bond between x - e_mu and x
+    while True:
+        new = labels
+        for mu in range(len(bonds)):
+            new = xp.where(bonds[mu], xp.minimum(new, shift(new, mu, 1)), new)
+            new = xp.where(backward[mu], xp.minimum(new, shift(new, mu, -1)), new)
+        flat = xp.reshape(new, (n,))
+        flat = xp.take(flat, flat)
+        flat = xp.take(flat, flat)
+        new = xp.reshape(flat, shape)
+        if bool(xp.all(new == labels)):
+            return new
+        labels = new
+
+
+def cluster_labels(bonds: list) -> Any:
+    """Canonical cluster labels (see :func:`label_propagation`), native where the backend has it."""
+    xp = array_namespace(bonds[0])
+    return implementation("cluster_labels", xp, label_propagation)(bonds)
+
+
+def swendsen_wang_bonds(s: Any, p: float, rng) -> list:
+    """Active FK bonds: equal neighbours, each kept with probability p."""
+    xp = array_namespace(s)
+    shape = tuple(s.shape)
+    out = []
+    for mu in range(s.ndim - 1):
+        u = rng.uniform(shape, xp.float64)
+        out.append((s == shift(s, mu, 1)) & (u < p))
+    return out
+
+
+def _check_cluster_model(model):
+    if not isinstance(model, (Ising, Potts)) or type(model).__name__ in ("Clock", "EdwardsAnderson"):
+        raise ValueError(f"cluster updates are implemented for Ising and Potts models, got {type(model).__name__}")
+    if isinstance(model, Ising) and model.h != 0:
+        raise ValueError(f"cluster updates need zero field, got h={model.h!r}")
+    if model.J <= 0:
+        raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={model.J!r}")
+
+
+@dataclass(frozen=True)
+class SwendsenWang:
+    """Swendsen-Wang sweep: FK bonds, clusters, a new random state per cluster."""
+
+    model: Any
+    beta: float
+
+    def __post_init__(self):
+        check_beta(self.beta)
+        _check_cluster_model(self.model)
+
+    def init(self, spins: Any) -> State:
+        check_spins(spins, self.model)
+        return State(phi=spins)
+
+    def step(self, state: State, rng) -> tuple[State, Info]:
+        s = state.phi
+        xp = array_namespace(s)
+        shape = tuple(s.shape)
+        n = 1
+        for k in shape:
+            n *= k
+        labels = xp.reshape(cluster_labels(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng)),
+                            (n,))
+        if isinstance(self.model, Ising):
+            flip = xp.take(rng.uniform((n,), xp.float64), labels) < 0.5
+            new = xp.where(xp.reshape(flip, shape), -s, s)
+        else:
+            states = xp.astype(rng.integers(self.model.q, (n,)), s.dtype)
+            new = xp.reshape(xp.take(states, labels), shape)
+        changed = xp.sum(xp.astype(new != s, xp.float64), axis=tuple(range(1, s.ndim)))
+        return State(phi=new), Info(acceptance=changed / (n // shape[0]))
+
+
+@dataclass(frozen=True)
+class Wolff:
+    """Wolff single-cluster update (Ising): flip the FK cluster of a random seed site per chain.
+
+    ``Info.acceptance`` is the flipped cluster's size as a fraction of V.
+    """
+
+    model: Any
+    beta: float
+
+    def __post_init__(self):
+        check_beta(self.beta)
+        _check_cluster_model(self.model)
+        if not isinstance(self.model, Ising):
+            raise ValueError("Wolff is implemented for the Ising model")
+
+    def init(self, spins: Any) -> State:
+        check_spins(spins, self.model)
+        return State(phi=spins)
+
+    def step(self, state: State, rng) -> tuple[State, Info]:
+        s = state.phi
+        xp = array_namespace(s)
+        shape = tuple(s.shape)
+        chains = shape[0]
+        V = 1
+        for k in shape[1:]:
+            V *= k
+        labels = cluster_labels(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
+        seed = rng.integers(V, (chains,)) + xp.arange(chains, dtype=xp.int64, device=device_of(s)) * V
+        seed_label = xp.take(xp.reshape(labels, (chains * V,)), seed)
+        flip = labels == xp.reshape(seed_label, (chains,) + (1,) * (s.ndim - 1))
+        size = xp.sum(xp.astype(flip, xp.float64), axis=tuple(range(1, s.ndim)))
+        return State(phi=xp.where(flip, -s, s)), Info(acceptance=size / V)
