@@ -119,7 +119,9 @@ def gamma_method(x: Any, S: float = 2.0) -> Estimate:
     cf_corr = cf + (2 * W + 1) * cf / N
     tau_int = 0.5 * cf_corr / g0_corr
     tau_int = max(tau_int, 0.5) if math.isfinite(tau_int) else float("nan")
-    error = math.sqrt(max(cf_corr, 0.0) / N)
+    # anticorrelated series (a Wolff flip reverses m) can drive the sum to <= 0; never
+    # claim better than uncorrelated samples
+    error = math.sqrt(max(cf_corr, g0_corr) / N)
     dtau = tau_int * math.sqrt(4.0 * (W + 0.5 - tau_int) / N) if W + 0.5 > tau_int else 0.0
     return Estimate(mean, error, tau_int, dtau, N)
 

@@ -27,17 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Lattice Monte Carlo on NumPy, torch or CuPy.")
     sub = ap.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="sample a lattice field theory and print observables with errors")
-    sim.add_argument("--model", default="phi4", choices=["phi4"])
+    sim.add_argument("--model", default="phi4", choices=["phi4", "ising", "potts", "clock", "ea"])
     par = sim.add_argument_group("phi^4 parameters: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
     par.add_argument("--beta", type=float)
     par.add_argument("--g", type=float)
     par.add_argument("--kappa", type=float)
     par.add_argument("--lam", type=float)
+    spin = sim.add_argument_group("spin models: H = -J sum s_i s_j - h sum s_i (ising), -J sum delta (potts), "
+                                  "-J sum cos (clock), -sum J_ij s_i s_j (ea)")
+    spin.add_argument("--q", type=int, default=3, help="states of potts/clock (default 3)")
+    spin.add_argument("--h", type=float, default=0.0, help="ising magnetic field (default 0)")
+    spin.add_argument("--J", type=float, default=1.0, help="coupling (default 1)")
+    spin.add_argument("--couplings", default=None, help="ea: couplings as .npy of shape (d, L, ..., L)")
+    spin.add_argument("--couplings-seed", type=int, default=None, help="ea: draw J_ij ~ N(0,1) from this seed")
     lat = sim.add_argument_group("lattice")
     lat.add_argument("--L", type=int, default=16, help="extent in every direction (default 16)")
     lat.add_argument("--dim", type=int, default=2, help="number of dimensions (default 2)")
     alg = sim.add_argument_group("sampler")
-    alg.add_argument("--algorithm", default="checkerboard", choices=ALGORITHMS)
+    alg.add_argument("--algorithm", default="checkerboard",
+                     choices=sorted(set(ALGORITHMS) | {"heatbath", "swendsen-wang", "wolff"}),
+                     help="phi4: metropolis (PEM paper's random-site), checkerboard, hmc, langevin, mala; "
+                          "spins: metropolis (DCL's random-site single flip), checkerboard, heatbath, "
+                          "swendsen-wang, wolff")
     alg.add_argument("--step", type=float, default=1.0, help="Metropolis proposal width (default 1.0)")
     alg.add_argument("--hits", type=int, default=1, help="checkerboard proposals per site (default 1)")
     alg.add_argument("--dt", type=float, default=0.01, help="Langevin/MALA time step (default 0.01)")
@@ -110,9 +121,79 @@ def print_table(res, out=None) -> None:
               f"{res.site_updates_per_second:.3g} site updates/s\n")
 
 
+SPIN_REPORTED = ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")
+
+
+def _spin_model(args):
+    from .spins import Clock, EdwardsAnderson, Ising, Potts
+    if args.model == "ising":
+        return Ising(J=args.J, h=args.h, dim=args.dim)
+    if args.model == "potts":
+        return Potts(q=args.q, J=args.J, dim=args.dim)
+    if args.model == "clock":
+        return Clock(q=args.q, J=args.J, dim=args.dim)
+    if (args.couplings is None) == (args.couplings_seed is None):
+        raise ValueError("--model ea needs exactly one of --couplings PATH or --couplings-seed N")
+    if args.couplings is not None:
+        import importlib
+        np = importlib.import_module("numpy")  # reading a .npy file is host I/O, not core physics
+        try:
+            J = np.load(args.couplings)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read --couplings {args.couplings!r}: {e}") from e
+        if J.dtype.kind != "f":
+            raise TypeError(f"--couplings must hold floats, got dtype {J.dtype} in {args.couplings!r}")
+        return EdwardsAnderson(couplings=J)
+    return EdwardsAnderson.gaussian(args.L, args.dim, args.couplings_seed)
+
+
+def _main_spins(ap, args) -> int:
+    from .spins import simulate_spins
+    if args.beta is None:
+        ap.exit(2, "portable-lattice simulate: error: spin models need --beta\n")
+    try:
+        model = _spin_model(args)
+        res = simulate_spins(model, beta=args.beta, L=args.L, dim=args.dim, algorithm=args.algorithm,
+                             backend=args.backend, device=args.device, chains=args.chains, therm=args.therm,
+                             sweeps=args.sweeps, every=args.every, seed=args.seed,
+                             progress=False if args.json and args.progress is None else args.progress)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"portable-lattice simulate: error: {e}\n")
+    if args.json:
+        out = {"backend": res.meta["backend"], "device": res.meta["device"], "dtype": res.meta["dtype"],
+               "model": res.meta["model"], "algorithm": args.algorithm, "chains": res.chains,
+               "sweeps": res.series["m"].shape[0], "every": args.every, "seed": args.seed,
+               "acceptance": {"value": _finite(res.acceptance.value), "error": _finite(res.acceptance.error)},
+               "observables": {k: {"value": _finite(e.value), "error": _finite(e.error), "tau_int": _finite(e.tau_int)}
+                               for k, e in res.observables.items() if k in SPIN_REPORTED},
+               "timing": {"seconds": res.seconds, "site_updates_per_second": res.site_updates_per_second}}
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        m = res.meta
+        params = ", ".join(f"{k}={v}" for k, v in m["model"].items() if k != "name")
+        print(f"{m['model']['name']} ({params}) | {args.algorithm} | backend {m['backend']} on {m['device']} | "
+              f"{res.chains} chains x {res.series['m'].shape[0]} measurements\n")
+        print(f"{'observable':14s} {'value':>20s} {'tau_int':>10s}")
+        for name in SPIN_REPORTED:
+            e = res.observables[name]
+            print(f"{name:14s} {str(e):>20s} {e.tau_int:10.2f}")
+        print(f"\nacceptance {res.acceptance}   time {res.seconds:.2f} s   "
+              f"{res.site_updates_per_second:.3g} site updates/s")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.command == "mcrg":
+        from .spins.mcrg import main_mcrg
+        return main_mcrg(ap, args)
+    if args.model != "phi4":
+        return _main_spins(ap, args)
+    if args.algorithm not in ALGORITHMS:
+        ap.exit(2, f"portable-lattice simulate: error: algorithm={args.algorithm!r} is for spin models; "
+                   f"phi4 takes {list(ALGORITHMS)}\n")
     try:
         action = _action(args)
         given = dict(step=args.step, hits=args.hits, dt=args.dt, n_steps=args.n_steps,

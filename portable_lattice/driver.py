@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from array_api_compat import array_namespace, device as device_of
+from array_api_compat import array_namespace
 
 from ._checks import nonnegative_int, positive_int
 from .analysis import Estimate, gamma_method
@@ -131,7 +131,6 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     volume = 1
     for n in state.phi.shape[1:]:
         volume *= n
-    dtype = state.phi.dtype
     total = n_therm + n_measure * every
     bar = Progress(total, label, progress)
 
@@ -196,12 +195,11 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
         bar.update(steps)
 
     for _ in range(n_measure):
-        acc_sum = xp.zeros(chains, dtype=dtype, device=device_of(state.phi))
-        emdh_sum = None
+        acc_sum = emdh_sum = None  # accumulate in the acceptance's own dtype (spins are int8)
         for _ in range(every):
             state, info = kernel.step(state, rng)
             steps += 1
-            acc_sum = acc_sum + info.acceptance
+            acc_sum = info.acceptance if acc_sum is None else acc_sum + info.acceptance
             if info.delta_h is not None:
                 e = xp.exp(-info.delta_h)
                 emdh_sum = e if emdh_sum is None else emdh_sum + e
