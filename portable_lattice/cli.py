@@ -69,6 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="status line on stderr (default: only on a terminal)")
+    mc = sub.add_parser("mcrg", help="Monte Carlo RG of the 2D Ising model: exponents from the T matrix")
+    mc.add_argument("--L", type=int, default=32)
+    mc.add_argument("--beta", type=float, default=None, help="default: K_c = ln(1 + sqrt 2)/2")
+    mc.add_argument("--algorithm", default="swendsen-wang", choices=["swendsen-wang", "wolff", "checkerboard", "heatbath"])
+    mc.add_argument("--configs", type=int, default=10000, help="configurations analysed (default 10000)")
+    mc.add_argument("--chains", type=int, default=64)
+    mc.add_argument("--therm", type=int, default=200)
+    mc.add_argument("--every", type=int, default=1)
+    mc.add_argument("--levels", type=int, default=2, help="blocking steps (default 2)")
+    mc.add_argument("--pair", type=int, default=None, help="blocking step n -> n+1 reported (default: last)")
+    mc.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
+    mc.add_argument("--device", default=None)
+    mc.add_argument("--seed", type=int, default=0)
+    mc.add_argument("--json", action="store_true")
+    mc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     return ap
 
 

@@ -183,8 +183,16 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
             f"{'...' if len(idx) > 10 else ''}; the {kept} measurements before it are kept in .partial",
             steps, idx, partial)
 
+    def per_chain_total(values):
+        """Sum of every measurement of one row, per chain (measurements may carry extra axes)."""
+        total = None
+        for v in values.values():
+            v = xp.sum(v, axis=tuple(range(1, v.ndim))) if v.ndim > 1 else v
+            total = v if total is None else total + v
+        return total
+
     def pending_sums():
-        return xp.stack([sum(p.values()) for p in pending], axis=0)
+        return xp.stack([per_chain_total(p) for p in pending], axis=0)
 
     axes = lattice_axes(state.phi)
     for _ in range(n_therm):

@@ -48,3 +48,50 @@ def test_console_script_runs():
                           "--L", "4", "--sweeps", "10", "--therm", "2", "--json"],
                          capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["model"]["beta"] == 0.3
+
+
+def test_spin_json(capsys):
+    assert main(["simulate", "--model", "ising", "--beta", "0.4", "--L", "8", "--algorithm", "swendsen-wang",
+                 "--chains", "2", "--therm", "10", "--sweeps", "30", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "ising" and out["algorithm"] == "swendsen-wang"
+    for name in ("energy", "m_abs", "m2", "chi", "heat_capacity", "binder", "c_me"):
+        assert set(out["observables"][name]) == {"value", "error", "tau_int"}
+
+
+def test_ea_couplings_file(tmp_path, capsys):
+    import numpy as np
+    path = tmp_path / "J.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(2, 4, 4)))
+    assert main(["simulate", "--model", "ea", "--couplings", str(path), "--beta", "0.5", "--L", "4",
+                 "--sweeps", "20", "--therm", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["name"] == "ea"
+    np.save(path, np.zeros((3, 4, 4)))
+    with pytest.raises(SystemExit):
+        main(["simulate", "--model", "ea", "--couplings", str(path), "--beta", "0.5", "--L", "4"])
+    assert "couplings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "potts", "--q", "1", "--beta", "1"], "q=1"),
+    (["--model", "ising", "--beta", "-1"], "beta=-1"),
+    (["--model", "ising", "--beta", "0.4", "--algorithm", "hmc"], "algorithm='hmc'"),
+    (["--model", "ea", "--beta", "0.4"], "--couplings"),
+    (["--model", "ising", "--beta", "0.4", "--algorithm", "swendsen-wang", "--h", "0.1"], "zero field"),
+])
+def test_spin_bad_input(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_mcrg_json(capsys):
+    assert main(["mcrg", "--L", "16", "--configs", "400", "--chains", "20", "--therm", "20", "--levels", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("y_h", "y_t", "redundant", "omega"):
+        assert set(out["exponents"][key]) == {"value", "error"}
+    assert out["L"] == 16 and out["configs"] == 400 and len(out["eigenvalues"]["odd"]) == 11
+    assert 1.6 < out["exponents"]["y_h"]["value"] < 2.1  # 400 configs: loose, but it is the magnetic exponent
+    with pytest.raises(SystemExit):
+        main(["mcrg", "--L", "12", "--levels", "3"])
