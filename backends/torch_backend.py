@@ -148,3 +148,22 @@ def _register():
 
 
 _register()
+
+
+def _torch_cluster_labels(bonds):
+    """CPU tensors: SciPy's connected components through zero-copy NumPy views; CUDA: the generic path."""
+    import torch
+    from portable_lattice.spins.clusters import label_propagation
+    if bonds[0].device.type != "cpu":
+        return label_propagation(bonds)
+    from .numpy_backend import scipy_cluster_labels
+    return torch.from_numpy(scipy_cluster_labels([b.numpy() for b in bonds]))
+
+
+def _register_labels():
+    import array_api_compat
+    from portable_lattice._delegation import register_implementation
+    register_implementation("cluster_labels", array_api_compat.is_torch_namespace, _torch_cluster_labels)
+
+
+_register_labels()

@@ -129,7 +129,7 @@ class SwendsenWang:
         else:
             states = xp.astype(rng.integers(self.model.q, (n,)), s.dtype)
             new = xp.reshape(xp.take(states, labels), shape)
-        changed = xp.sum(xp.astype(new != s, xp.float64), axis=tuple(range(1, s.ndim)))
+        changed = xp.astype(xp.count_nonzero(new != s, axis=tuple(range(1, s.ndim))), xp.float64)
         return State(phi=new), Info(acceptance=changed / (n // shape[0]))
 
 

@@ -67,13 +67,15 @@ class SpinCheckerboard:
         shape = tuple(s.shape)
         for mask in (even, ~even):
             if self.method == "metropolis":
-                t = self.model.propose(s, self.model.draw_proposals(rng, shape))
-                dE = self.model.delta_energy(t, s, dtype)
+                k = self.model.draw_proposals(rng, shape)
+                t = self.model.propose(s, k)
+                # spin flips (Ising, EA) have a cheaper energy change than a general new state
+                dE = self.model.flip_energy(s, dtype) if k is None else self.model.delta_energy(t, s, dtype)
                 acc = mask & (xp.log(rng.uniform(shape, dtype)) < -self.beta * dE)
             else:
                 t, acc = self._heatbath(s, rng, dtype, mask)
             s = xp.where(acc, t, s)
-            accepted = accepted + xp.sum(xp.astype(acc, dtype), axis=tuple(range(1, s.ndim)))
+            accepted = accepted + xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, s.ndim))), dtype)
         return State(phi=s), Info(acceptance=accepted / _volume(s))
 
     def _heatbath(self, s, rng, dtype, mask):

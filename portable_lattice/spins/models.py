@@ -114,6 +114,15 @@ class Ising:
         xp = array_namespace(s)
         return -xp.astype(t - s, dtype) * self.field(s, dtype)
 
+    def flip_energy(self, s, dtype):
+        """E_x(-s_x) - E_x(s_x) = 2 s_x (J sum_nb s_nb + h), with s_x sum_nb kept in int8."""
+        xp = array_namespace(s)
+        nsum = shift(s, 0, 1) + shift(s, 0, -1)
+        for mu in range(1, s.ndim - 1):
+            nsum = nsum + shift(s, mu, 1) + shift(s, mu, -1)
+        dE = (2.0 * self.J) * xp.astype(s * nsum, dtype)
+        return dE if self.h == 0 else dE + (2.0 * self.h) * xp.astype(s, dtype)
+
     def energy(self, s, dtype):
         """H per chain."""
         xp = array_namespace(s)
@@ -300,6 +309,11 @@ class EdwardsAnderson(Ising):
             term = J[mu, ...] * f * shift(f, mu, 1)
             total = term if total is None else total + term
         return -_sum_lattice(total)
+
+    def flip_energy(self, s, dtype):
+        """E_x(-s_x) - E_x(s_x) = 2 s_x sum_mu (J[mu][x] s_{x+mu} + J[mu][x-mu] s_{x-mu})."""
+        xp = array_namespace(s)
+        return 2.0 * xp.astype(s, dtype) * self.field(s, dtype)
 
     def bond_probability(self, beta):
         raise ValueError("Swendsen-Wang/Wolff are not valid for the frustrated Edwards-Anderson model")
