@@ -47,3 +47,10 @@ def choice(name: str, value: Any, options) -> Any:
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}, got {name}={value!r}")
     return value
+
+
+def run_sizes(*, L, dim, chains, therm, sweeps, every) -> None:
+    """The sizes every simulation takes, each checked by name."""
+    for name, value in (("L", L), ("dim", dim), ("chains", chains), ("sweeps", sweeps), ("every", every)):
+        positive_int(name, value)
+    nonnegative_int("therm", therm)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._checks import choice, nonnegative_int, positive_float, positive_int
+from ._checks import choice, positive_float, positive_int, run_sizes
 from .backends import get_backend
 from .driver import RunResult, run
 from .lattice import check_field
@@ -77,12 +77,7 @@ def simulate(action, *, L: int, dim: int = 2, algorithm: str = "checkerboard",
         ``observables`` holds phi2, m, m_abs, m2, m4, action (density S/V),
         chi, chi_abs, binder, xi2nd and acceptance as Estimates.
     """
-    positive_int("L", L)
-    positive_int("dim", dim)
-    positive_int("chains", chains)
-    nonnegative_int("therm", therm)
-    positive_int("sweeps", sweeps)
-    positive_int("every", every)
+    run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=sweeps, every=every)
     _check_knobs(algorithm, knobs)
     for name in ("step", "dt", "traj_length"):
         if name in knobs:

@@ -100,8 +100,8 @@ def _check_cluster_model(model):
 
 
 @dataclass(frozen=True)
-class SwendsenWang:
-    """Swendsen-Wang sweep: FK bonds, clusters, a new random state per cluster."""
+class _ClusterKernel:
+    """What Swendsen-Wang and Wolff share: a ferromagnetic model at zero field, and beta."""
 
     model: Any
     beta: float
@@ -113,6 +113,11 @@ class SwendsenWang:
     def init(self, spins: Any) -> State:
         check_spins(spins, self.model)
         return State(phi=spins)
+
+
+@dataclass(frozen=True)
+class SwendsenWang(_ClusterKernel):
+    """Swendsen-Wang sweep: FK bonds, clusters, a new random state per cluster."""
 
     def step(self, state: State, rng) -> tuple[State, Info]:
         s = state.phi
@@ -134,24 +139,16 @@ class SwendsenWang:
 
 
 @dataclass(frozen=True)
-class Wolff:
+class Wolff(_ClusterKernel):
     """Wolff single-cluster update (Ising): flip the FK cluster of a random seed site per chain.
 
     ``Info.acceptance`` is the flipped cluster's size as a fraction of V.
     """
 
-    model: Any
-    beta: float
-
     def __post_init__(self):
-        check_beta(self.beta)
-        _check_cluster_model(self.model)
+        super().__post_init__()
         if not isinstance(self.model, Ising):
             raise ValueError("Wolff is implemented for the Ising model")
-
-    def init(self, spins: Any) -> State:
-        check_spins(spins, self.model)
-        return State(phi=spins)
 
     def step(self, state: State, rng) -> tuple[State, Info]:
         s = state.phi

@@ -287,12 +287,15 @@ class EdwardsAnderson(Ising):
             raise ValueError(f"spins.shape {tuple(s.shape)} does not match couplings.shape "
                              f"{tuple(self.couplings.shape)}")
 
-    def field(self, s, dtype):
-        """sum_mu (J[mu][x] s_{x+mu} + J[mu][x-mu] s_{x-mu})."""
+    def _prepare(self, s, dtype):
+        """(spins, couplings) as ``dtype``, after checking they fit together."""
         self._check_lattice(s)
         xp = array_namespace(s)
-        f = xp.astype(s, dtype)
-        J = xp.astype(self.couplings, dtype)
+        return xp.astype(s, dtype), xp.astype(self.couplings, dtype)
+
+    def field(self, s, dtype):
+        """sum_mu (J[mu][x] s_{x+mu} + J[mu][x-mu] s_{x-mu})."""
+        f, J = self._prepare(s, dtype)
         total = None
         for mu in range(s.ndim - 1):
             term = J[mu, ...] * shift(f, mu, 1) + shift(J[mu, ...][None, ...], mu, -1)[0, ...] * shift(f, mu, -1)
@@ -300,10 +303,7 @@ class EdwardsAnderson(Ising):
         return total
 
     def energy(self, s, dtype):
-        self._check_lattice(s)
-        xp = array_namespace(s)
-        f = xp.astype(s, dtype)
-        J = xp.astype(self.couplings, dtype)
+        f, J = self._prepare(s, dtype)
         total = None
         for mu in range(s.ndim - 1):
             term = J[mu, ...] * f * shift(f, mu, 1)

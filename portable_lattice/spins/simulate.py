@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._checks import choice, nonnegative_int, positive_int
+from .._checks import choice, run_sizes
 from ..analysis import gamma_method
 from ..backends import get_backend
 from ..driver import RunResult, run
@@ -43,12 +43,7 @@ def simulate_spins(model, *, beta: float, L: int, dim: int = 2, algorithm: str =
     flipped cluster's fraction of V), all with errors.
     """
     check_beta(beta)
-    positive_int("L", L)
-    positive_int("dim", dim)
-    positive_int("chains", chains)
-    nonnegative_int("therm", therm)
-    positive_int("sweeps", sweeps)
-    positive_int("every", every)
+    run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=sweeps, every=every)
     if isinstance(model, EdwardsAnderson) and (model.dim != dim or model.couplings.shape[1] != L):
         raise ValueError(f"couplings of shape {tuple(model.couplings.shape)} do not fit L={L}, dim={dim}")
     kernel = make_spin_kernel(model, beta, algorithm)
