@@ -1,0 +1,66 @@
+r"""Gradient providers: where the surrogate samplers get dS/dphi_x (and its uncertainty).
+
+A provider is called on a whole field and returns ``(mean, var)``: the
+gradient estimate at every site and, for an ensemble of N members, the
+unbiased member variance sigma^2 (Eq. 9 of the PEM paper), or None. It
+declares ``n_members`` (N) and ``receptive_field`` r: the estimate at x
+depends on phi only within Chebyshev distance r of x. The parallel sublattice
+mode relies on r.
+
+* :class:`ExactGradient` - the exact Eq. 4 (the ground-truth sampler runs through the same code).
+* :class:`NoisyOracle` - N members returning the exact gradient plus independent
+  N(0, sigma^2) noise, fresh at every call. This is the situation the
+  Ceperley-Dewing penalty assumes (App. A), so it validates PEM without training.
+* A trained torch ensemble behind the backend adapter
+  (:class:`portable_lattice.backends.surrogate.TorchEnsemble`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .._checks import positive_float, positive_int
+
+__all__ = ["ExactGradient", "NoisyOracle"]
+
+
+@dataclass(frozen=True)
+class ExactGradient:
+    """dS/dphi from the action itself; no uncertainty."""
+
+    action: Any
+    n_members: int = 1
+    receptive_field: int = 1
+
+    def __call__(self, phi):
+        return self.action.grad_action(phi), None
+
+
+@dataclass(frozen=True)
+class NoisyOracle:
+    """An ensemble of ``n_members`` noisy copies of the exact gradient.
+
+    Member i returns dS/dphi_x + sigma eps_{i,x}, eps ~ N(0, 1), drawn afresh
+    from ``rng`` at every call. The mean then has noise sigma/sqrt(N), and the
+    returned variance is the members' unbiased sample variance (Eq. 9).
+    """
+
+    action: Any
+    sigma: float
+    n_members: int
+    rng: Any
+    receptive_field: int = 1
+
+    def __post_init__(self):
+        positive_float("sigma", self.sigma)
+        positive_int("n_members", self.n_members)
+
+    def __call__(self, phi):
+        xp = array_namespace(phi)
+        grad = self.action.grad_action(phi)
+        noise = self.sigma * self.rng.normal((self.n_members,) + tuple(phi.shape), phi.dtype)
+        mean = xp.mean(noise, axis=0)
+        var = xp.var(noise, axis=0, correction=1) if self.n_members > 1 else None
+        return grad + mean, var
