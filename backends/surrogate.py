@@ -1,0 +1,157 @@
+"""The backend adapter for neural surrogates: torch modules called on fields of any backend.
+
+:class:`TorchEnsemble` wraps one torch module or an ensemble of N modules of one
+architecture and is a gradient provider for
+:mod:`portable_lattice.surrogates`: called on a field (chains, L, ..., L) of
+NumPy, CuPy, torch or array_api_strict, it returns the ensemble mean and the
+unbiased member variance (Eq. 8-9 of the PEM paper) as arrays of the field's
+namespace, dtype and device.
+
+* Zero-copy through DLPack (or NumPy's buffer) when devices match (NumPy and
+  torch-cpu; CuPy and torch-cuda); array_api_strict goes through a host copy.
+* Explicit dtype policy: the network runs in its own dtype (float32 by
+  default) and results are cast back to the field's dtype (float64 for Monte Carlo).
+* Inference mode, eval mode (BatchNorm uses its running statistics), and
+  chunking over chains to bound memory.
+* The ensemble is evaluated in one pass, not a Python loop over models: an
+  architecture that defines ``stack(members)`` (the model zoo's ResidualCNN:
+  grouped convolutions, one group per member) is fused into one network;
+  any other goes through ``torch.func`` (stacked parameters, vmap over members).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._base import BackendUnavailableError
+
+__all__ = ["TorchEnsemble"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as e:
+        raise BackendUnavailableError("neural surrogates need PyTorch: pip install 'portable_lattice[torch]' "
+                                      "(on CPU-only machines pin torch==2.13.0)") from e
+    return torch
+
+
+class TorchEnsemble:
+    """Gradient provider from N torch modules (N = 1 allowed: no variance).
+
+    Parameters
+    ----------
+    models : nn.Module or sequence of nn.Module
+        Same architecture; map (batch, 1, L, ..., L) -> (batch, 1, L, ..., L).
+    receptive_field : int, optional
+        Chebyshev radius; default: the first model's ``receptive_field`` attribute.
+    chunk : int, optional
+        Chains per network call (memory bound); default: all at once.
+    vectorised : bool or None
+        Evaluate the ensemble in one pass (fused grouped convolutions, or
+        torch.func vmap) or with a loop over members. None (default) picks one
+        pass on CUDA and the loop on CPU, where both one-pass forms measured
+        slower here (10 ResidualCNN(16) members, 64 x 48^2 fields, 2 threads:
+        loop 0.49 s, grouped 0.77 s, vmap 0.64 s with 8 channels vs 0.32 s loop).
+    """
+
+    def __init__(self, models: Any, *, receptive_field: int | None = None, chunk: int | None = None,
+                 vectorised: bool | None = None):
+        torch = _torch()
+        models = list(models) if isinstance(models, Sequence) else [models]
+        if not models:
+            raise ValueError("models must hold at least one torch module")
+        for m in models:
+            if not isinstance(m, torch.nn.Module):
+                raise TypeError(f"models must be torch.nn.Module, got {type(m).__name__}")
+        shapes = [tuple((k, tuple(v.shape)) for k, v in m.state_dict().items()) for m in models]
+        if any(s != shapes[0] for s in shapes[1:]):
+            raise ValueError("all ensemble members must share one architecture (same parameter names and shapes)")
+        if receptive_field is None:
+            receptive_field = getattr(models[0], "receptive_field", None)
+            if receptive_field is None:
+                raise ValueError("receptive_field must be given for a model that does not declare one")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got chunk={chunk!r}")
+        for m in models:
+            m.eval()
+        self.models, self.n_members = models, len(models)
+        self.receptive_field, self.chunk = int(receptive_field), chunk
+        p = next(models[0].parameters())
+        self.device, self.dtype = p.device, p.dtype
+        if vectorised is None:
+            vectorised = self.device.type == "cuda"
+        self.vectorised = vectorised
+        self._fused = None
+        if self.n_members > 1 and vectorised and hasattr(type(models[0]), "stack"):
+            # the architecture knows how to fuse its members (grouped convolutions): one pass
+            self._fused = type(models[0]).stack(models).to(self.device, self.dtype)
+        elif self.n_members > 1 and vectorised:
+            from torch.func import functional_call, stack_module_state
+            self._params, self._buffers = stack_module_state(models)
+            base = copy.deepcopy(models[0]).to("meta")
+
+            def one(params, buffers, x):
+                return functional_call(base, (params, buffers), (x,))
+            self._ensemble = torch.func.vmap(one, in_dims=(0, 0, None))
+
+    # --- conversion ---------------------------------------------------------------------
+    def _to_torch(self, phi):
+        import array_api_compat as aac
+        torch = _torch()
+        if aac.is_torch_array(phi):
+            x = phi
+        elif aac.is_numpy_array(phi):
+            x = torch.from_numpy(np.ascontiguousarray(phi))  # zero-copy
+        elif aac.is_cupy_array(phi):
+            x = torch.from_dlpack(phi)  # zero-copy on the GPU
+        elif type(phi).__module__.startswith("array_api_strict"):
+            x = torch.from_numpy(np.from_dlpack(phi).copy())  # host copy
+        else:
+            raise TypeError(f"cannot hand a {type(phi).__name__} to a torch surrogate")
+        if x.device != self.device:
+            raise ValueError(f"the surrogate lives on {self.device} but the field is on {x.device}; "
+                             f"move the models (model.to(...)) or the field so that they match")
+        return x
+
+    def _from_torch(self, t, like):
+        import array_api_compat as aac
+        xp = aac.array_namespace(like)
+        if aac.is_torch_array(like):
+            return t.to(like.dtype)
+        if aac.is_numpy_array(like):
+            return t.numpy().astype(like.dtype, copy=False)
+        if aac.is_cupy_array(like):
+            import cupy
+            return cupy.from_dlpack(t.contiguous()).astype(like.dtype, copy=False)
+        return xp.asarray(np.asarray(t.numpy(), dtype=np.float64 if like.dtype == xp.float64 else np.float32))
+
+    def members(self, x):
+        """All members' predictions, shape (N, chains, L, ..., L), network dtype."""
+        torch = _torch()
+        x = x.to(self.dtype).unsqueeze(1)
+        outs = []
+        step = self.chunk or x.shape[0]
+        with torch.inference_mode():
+            for start in range(0, x.shape[0], step):
+                xb = x[start:start + step]
+                if self._fused is not None:
+                    outs.append(self._fused(xb).transpose(0, 1).unsqueeze(2))
+                elif self.n_members > 1 and self.vectorised:
+                    outs.append(self._ensemble(self._params, self._buffers, xb))
+                else:
+                    outs.append(torch.stack([m(xb) for m in self.models]))
+        return torch.cat(outs, dim=1).squeeze(2)
+
+    def __call__(self, phi):
+        x = self._to_torch(phi)
+        preds = self.members(x)
+        if tuple(preds.shape[1:]) != tuple(x.shape):
+            raise ValueError(f"the surrogate's output has shape {tuple(preds.shape[1:])}, "
+                             f"but the field has shape {tuple(x.shape)}")
+        mean = preds.mean(dim=0)
+        var = preds.var(dim=0, unbiased=True) if self.n_members > 1 else None
+        return self._from_torch(mean, phi), (None if var is None else self._from_torch(var, phi))

@@ -1,0 +1,129 @@
+"""The torch model zoo and the surrogate adapter."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from portable_lattice import Phi4  # noqa: E402
+from portable_lattice.backends.surrogate import TorchEnsemble  # noqa: E402
+from portable_lattice.nn import ResidualCNN  # noqa: E402
+from portable_lattice.samplers import State  # noqa: E402
+from portable_lattice.surrogates import PEM, SurrogateMetropolis  # noqa: E402
+
+
+def _members(n, channels=4, seed=0):
+    torch.manual_seed(seed)
+    out = []
+    for _ in range(n):
+        m = ResidualCNN(channels)
+        for bn in (m.inp[1], m.block[1]):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+        out.append(m.double().eval())
+    return out
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_receptive_field_matches_the_architecture(kernel_size):
+    m = ResidualCNN(4, kernel_size).double().eval()
+    r = m.receptive_field
+    assert r == 3 * (kernel_size - 1) // 2
+    L = 4 * r + 3
+    x = torch.randn(1, 1, L, L, dtype=torch.float64)
+    y = x.clone()
+    c = L // 2
+    y[0, 0, c, c] += 1.0
+    with torch.no_grad():
+        diff = (m(y) - m(x)).abs()[0, 0]
+    changed = torch.nonzero(diff > 1e-12)
+    cheb = (changed - c).abs().max(dim=1).values
+    assert int(cheb.max()) == r  # reaches exactly r ...
+    assert torch.all(diff[[i for i in range(L) if abs(i - c) > r]] == 0)  # ... and no further
+
+
+def test_ensemble_adapter_on_every_backend(backend):
+    models = _members(3)
+    ens = TorchEnsemble(models)
+    loop = TorchEnsemble(models, vectorised=False)
+    fused = TorchEnsemble(models, vectorised=True)
+    host = np.random.default_rng(1).normal(size=(5, 8, 8))
+    phi = backend.from_numpy(host, "float64")
+    mean, var = ens(phi)
+    assert type(mean) is type(phi) and mean.dtype == phi.dtype and tuple(mean.shape) == (5, 8, 8)
+    with torch.no_grad():
+        preds = torch.stack([m(torch.from_numpy(host).unsqueeze(1)) for m in models])[:, :, 0]
+    np.testing.assert_allclose(backend.to_numpy(mean), preds.mean(0).numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(var), preds.var(0, unbiased=True).numpy(), rtol=1e-9, atol=1e-12)
+    for other in (loop, fused):
+        m2, v2 = other(phi)
+        np.testing.assert_allclose(backend.to_numpy(m2), backend.to_numpy(mean), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(backend.to_numpy(v2), backend.to_numpy(var), rtol=1e-8, atol=1e-12)
+    chunked = TorchEnsemble(models, chunk=2)
+    np.testing.assert_allclose(backend.to_numpy(chunked(phi)[0]), backend.to_numpy(mean), rtol=1e-12)
+
+
+def test_zero_copy_from_numpy():
+    m = _members(1)[0]
+    ens = TorchEnsemble([m])
+    phi = np.random.default_rng(2).normal(size=(2, 8, 8))
+    x = ens._to_torch(phi)
+    assert x.data_ptr() == phi.__array_interface__["data"][0]
+
+
+def test_float32_network_float64_field():
+    m = ResidualCNN(4).float().eval()
+    ens = TorchEnsemble([m])
+    phi = np.random.default_rng(3).normal(size=(2, 8, 8))
+    mean, var = ens(phi)
+    assert mean.dtype == np.float64 and var is None
+
+
+def test_pem_with_a_cnn_parallel_equals_sequential_scan():
+    """Receptive field 3: stride-4 sublattices; one network call per sublattice equals a scan."""
+    action = Phi4.from_beta_g(0.5, 0.1)
+    ens = TorchEnsemble(_members(2))
+    from portable_lattice.backends import get_backend
+    be = get_backend("numpy")
+    L, stride = 8, ens.receptive_field + 1
+    kernel = PEM(action, ens, 0.8, "parallel")
+    rng = be.rng(6)
+    phi0 = rng.normal((1, L, L), np.float64)
+    state, _ = kernel.step(kernel.init(phi0), rng)
+    rng = be.rng(6)
+    rng.normal((1, L, L), np.float64)
+    phi = phi0.copy()
+    for oy in range(stride):
+        for ox in range(stride):
+            delta = 0.8 * rng.normal((1, L, L), np.float64)
+            u = rng.uniform((1, L, L), np.float64)
+            for x in range(ox, L, stride):
+                for y in range(oy, L, stride):
+                    mean, var = ens(phi)  # a fresh network call after every single-site update
+                    d = np.zeros_like(phi)
+                    d[0, x, y] = delta[0, x, y]
+                    dS = action.local_delta_action(phi, d, mean)[0, x, y] + var[0, x, y] * d[0, x, y] ** 2 / 4
+                    if np.log(u[0, x, y]) < -dS:
+                        phi[0, x, y] += delta[0, x, y]
+    np.testing.assert_allclose(state.phi, phi, rtol=0, atol=1e-12)
+
+
+def test_adapter_bad_input():
+    with pytest.raises(ValueError, match="architecture"):
+        TorchEnsemble([ResidualCNN(4), ResidualCNN(8)])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        TorchEnsemble([lambda x: x])
+    with pytest.raises(ValueError, match="receptive_field"):
+        TorchEnsemble([torch.nn.Conv2d(1, 1, 3, padding=1)])
+
+    class Shrinks(torch.nn.Module):
+        receptive_field = 1
+
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(1, 1, 3)  # no padding: output smaller than the field
+
+        def forward(self, x):
+            return self.c(x)
+    with pytest.raises(ValueError, match="shape"):
+        SurrogateMetropolis(Phi4.from_beta_g(0.5, 0.1), TorchEnsemble([Shrinks().double()]), 1.0).step(
+            State(np.zeros((1, 8, 8))), __import__("portable_lattice").backends.get_backend("numpy").rng(0))
