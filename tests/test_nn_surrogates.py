@@ -127,3 +127,30 @@ def test_adapter_bad_input():
     with pytest.raises(ValueError, match="shape"):
         SurrogateMetropolis(Phi4.from_beta_g(0.5, 0.1), TorchEnsemble([Shrinks().double()]), 1.0).step(
             State(np.zeros((1, 8, 8))), __import__("portable_lattice").backends.get_backend("numpy").rng(0))
+
+
+def test_dataset_training_save_load_and_residuals(tmp_path):
+    from portable_lattice.nn.train import load_ensemble, save_ensemble, train_ensemble
+    from portable_lattice.surrogates.data import gradient_dataset
+    from portable_lattice.surrogates.residuals import residual_summary
+    action = Phi4.from_beta_g(0.5, 0.1)
+    phi, grad = gradient_dataset(action, 8, 48, chains=8, spacing=2, therm=50, seed=1)
+    assert phi.shape == (48, 8, 8)
+    np.testing.assert_allclose(grad, action.grad_action(phi))
+    models, curves = train_ensemble(2, phi[:40], grad[:40], subset=32, epochs=8, channels=4, seed=0)
+    assert all(c[-1] < c[0] for c in curves)  # it learns
+    path = tmp_path / "ens.pt"
+    save_ensemble(path, models, {"beta": 0.5, "g": 0.1, "L": 8, "curves": curves})
+    loaded, meta = load_ensemble(path, expect={"beta": 0.5, "g": 0.1, "L": 8})
+    np.testing.assert_allclose(TorchEnsemble(loaded)(phi[40:])[0], TorchEnsemble(models)(phi[40:])[0], rtol=1e-6)
+    with pytest.warns(UserWarning, match="beta=0.5, not beta=0.7"):
+        load_ensemble(path, expect={"beta": 0.7})
+    blob = torch.load(path, weights_only=False)
+    blob["architecture"]["channels"] = 8
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="do not fit the architecture"):
+        load_ensemble(tmp_path / "bad.pt")
+    s = residual_summary(TorchEnsemble(models)(phi[40:])[0], grad[40:])
+    assert s["n"] == 8 * 64 and s["sigma"] > 0 and 0 <= s["tail_3sigma"] <= 1
+    width = s["edges"][1] - s["edges"][0]
+    assert sum(s["density"]) * width == pytest.approx(1.0, abs=0.05)
