@@ -69,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="status line on stderr (default: only on a terminal)")
+    pem = sub.add_parser("pem", help="surrogate Metropolis vs the Penalty Ensemble Method vs the exact sampler")
+    pem.add_argument("--beta", type=float, default=0.5)
+    pem.add_argument("--g", type=float, default=0.1)
+    pem.add_argument("--L", type=int, default=16)
+    pem.add_argument("--ensemble", type=int, default=10, help="members N (default 10)")
+    pem.add_argument("--surrogate", default="cnn", choices=["cnn", "oracle"],
+                     help="cnn: train the residual CNN ensemble (needs torch); oracle: exact gradient + noise")
+    pem.add_argument("--oracle-sigma", type=float, default=1.0)
+    pem.add_argument("--train-configs", type=int, default=90)
+    pem.add_argument("--epochs", type=int, default=150)
+    pem.add_argument("--channels", type=int, default=16)
+    pem.add_argument("--mode", default="parallel", choices=["parallel", "sequential"])
+    pem.add_argument("--step", type=float, default=1.0)
+    pem.add_argument("--chains", type=int, default=8)
+    pem.add_argument("--therm", type=int, default=200)
+    pem.add_argument("--sweeps", type=int, default=1000)
+    pem.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
+    pem.add_argument("--seed", type=int, default=0)
+    pem.add_argument("--json", action="store_true")
     mc = sub.add_parser("mcrg", help="Monte Carlo RG of the 2D Ising model: exponents from the T matrix")
     mc.add_argument("--L", type=int, default=32)
     mc.add_argument("--beta", type=float, default=None, help="default: K_c = ln(1 + sqrt 2)/2")
@@ -200,9 +219,41 @@ def _main_spins(ap, args) -> int:
     return 0
 
 
+def _main_pem(ap, args) -> int:
+    import importlib
+    try:
+        # the pipeline trains torch models, so it lives in the torch-only model zoo
+        pipeline = importlib.import_module("portable_lattice.nn.pipeline")
+    except ImportError as e:
+        ap.exit(2, f"portable-lattice pem: error: needs PyTorch: pip install 'portable_lattice[torch]' ({e})\n")
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.json else None
+    try:
+        out = pipeline.run_pem(beta=args.beta, g=args.g, L=args.L, ensemble=args.ensemble, surrogate=args.surrogate,
+                               oracle_sigma=args.oracle_sigma, train_configs=args.train_configs, epochs=args.epochs,
+                               channels=args.channels, mode=args.mode, step=args.step, chains=args.chains,
+                               therm=args.therm, sweeps=args.sweeps, backend=args.backend, seed=args.seed, log=log)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"portable-lattice pem: error: {e}\n")
+    if args.json:
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    p = out["parameters"]
+    print(f"PEM study: phi^4 beta={p['beta']} g={p['g']} L={p['L']} | surrogate {p['surrogate']}"
+          f"{' sigma=' + str(p['oracle_sigma']) if p['oracle_sigma'] else ''}, N={p['ensemble']} | {p['mode']} mode\n")
+    print(f"{'method':10s} {'action':>14s} {'z':>7s} {'|M|':>14s} {'z':>7s} {'chi':>12s} {'z':>7s} {'acc':>6s}")
+    for method, r in out["methods"].items():
+        o, z = r["observables"], r["z"]
+        cells = "".join(f" {format_value(o[k]['value'], o[k]['error']):>14s} {z[k]:7.2f}" for k in ("action", "m_abs", "chi"))
+        print(f"{method:10s}{cells} {r['acceptance']:6.3f}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    if args.command == "pem":
+        return _main_pem(ap, args)
     if args.command == "mcrg":
         from .spins.mcrg import main_mcrg
         return main_mcrg(ap, args)

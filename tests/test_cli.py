@@ -95,3 +95,22 @@ def test_mcrg_json(capsys):
     assert 1.6 < out["exponents"]["y_h"]["value"] < 2.1  # 400 configs: loose, but it is the magnetic exponent
     with pytest.raises(SystemExit):
         main(["mcrg", "--L", "12", "--levels", "3"])
+
+
+def test_pem_oracle_json(capsys):
+    pytest.importorskip("torch")
+    assert main(["pem", "--surrogate", "oracle", "--oracle-sigma", "1.0", "--L", "8", "--sweeps", "60",
+                 "--therm", "20", "--chains", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["methods"]) == {"exact", "surrogate", "pem"}
+    for m in out["methods"].values():
+        for name in ("action", "m_abs", "chi"):
+            assert set(m["observables"][name]) == {"value", "error"} and name in m["z"]
+    assert "timing" in out and "training" in out
+
+
+def test_pem_bad_input(capsys):
+    pytest.importorskip("torch")
+    with pytest.raises(SystemExit):
+        main(["pem", "--surrogate", "oracle", "--ensemble", "1", "--L", "8"])
+    assert "N >= 2" in capsys.readouterr().err

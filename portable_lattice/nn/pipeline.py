@@ -1,0 +1,92 @@
+"""The PEM pipeline: ground truth, (training), surrogate Metropolis and PEM, compared (Sec. III of the PEM paper).
+
+Used by ``portable-lattice pem`` and ``studies/pem``. Torch-only (it trains the
+residual CNN ensemble), so it lives in the model zoo, not the core.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from portable_lattice import Phi4, run
+from portable_lattice.backends import get_backend
+from portable_lattice.observables import ensemble_phi4, measure_phi4
+from portable_lattice.surrogates import ExactGradient, NoisyOracle, SurrogateMetropolis
+from portable_lattice.surrogates.data import gradient_dataset
+from portable_lattice.surrogates.residuals import residual_summary
+
+__all__ = ["run_pem"]
+
+OBSERVABLES = ("action", "m_abs", "chi", "phi2", "binder")
+
+
+def _z(a, b):
+    import math
+    err = math.hypot(a.error, b.error)
+    return (a.value - b.value) / err if err > 0 else float("nan")
+
+
+def run_pem(*, beta: float, g: float, L: int, ensemble: int = 10, surrogate: str = "cnn", oracle_sigma: float = 1.0,
+            train_configs: int = 90, epochs: int = 150, channels: int = 16, mode: str = "parallel",
+            step: float = 1.0, chains: int = 8, therm: int = 200, sweeps: int = 1000, backend: Any = "numpy",
+            seed: int = 0, log: Callable[[str], None] | None = None, keep_series: bool = False) -> dict:
+    """Run exact, surrogate and PEM Metropolis on the same parameters and compare their observables."""
+    from .train import train_ensemble
+    from portable_lattice.backends.surrogate import TorchEnsemble
+
+    if surrogate not in ("cnn", "oracle"):
+        raise ValueError(f"surrogate must be 'cnn' or 'oracle', got surrogate={surrogate!r}")
+    if ensemble < 2:
+        raise ValueError(f"PEM needs an ensemble of N >= 2, got ensemble={ensemble}")
+    action = Phi4.from_beta_g(beta, g)
+    be = get_backend(backend)
+    log = log or (lambda s: None)
+    timing, training = {}, {}
+    t0 = time.perf_counter()
+    if surrogate == "cnn":
+        pool = 2 * train_configs
+        phi, grad = gradient_dataset(action, L, pool + 64, chains=chains, seed=seed + 1, backend=backend)
+        log(f"training {ensemble} members on {train_configs} of {pool} configurations, {epochs} epochs")
+        models, curves = train_ensemble(ensemble, be.to_numpy(phi[:pool]), be.to_numpy(grad[:pool]),
+                                        subset=train_configs, epochs=epochs, channels=channels, seed=seed,
+                                        log=log)
+        provider = TorchEnsemble(models)
+        held_out_pred = provider(phi[pool:])[0]
+        training = {"members": ensemble, "train_configs": train_configs, "pool": pool, "epochs": epochs,
+                    "channels": channels, "final_loss": [c[-1] for c in curves],
+                    "residuals": {k: v for k, v in residual_summary(held_out_pred, grad[pool:]).items()
+                                  if k not in ("edges", "density")}}
+        timing["training_seconds"] = time.perf_counter() - t0
+    results, series = {}, {}
+    for i, method in enumerate(("exact", "surrogate", "pem")):
+        rng = be.rng(seed + 10 + i)
+        if method == "exact":
+            prov = ExactGradient(action)
+        elif surrogate == "oracle":
+            prov = NoisyOracle(action, oracle_sigma, ensemble, rng)
+        else:
+            prov = provider
+        kernel = SurrogateMetropolis(action, prov, step, mode, penalty=(method == "pem"))
+        t = time.perf_counter()
+        res = run(kernel, rng.normal((chains, L, L), be.xp.float64), rng, n_therm=therm, n_measure=sweeps,
+                  measure=lambda p: measure_phi4(p, action), analyse=lambda s: ensemble_phi4(s, L * L, L),
+                  to_host=be.to_numpy, progress=False)
+        timing[f"{method}_seconds"] = time.perf_counter() - t
+        results[method] = res
+        log(f"{method}: action {res.observables['action']}, |M| {res.observables['m_abs']}, "
+            f"chi {res.observables['chi']}")
+        if keep_series:
+            series[method] = res.series
+    out = {"parameters": {"beta": beta, "g": g, "L": L, "ensemble": ensemble, "surrogate": surrogate,
+                          "oracle_sigma": oracle_sigma if surrogate == "oracle" else None, "mode": mode,
+                          "chains": chains, "therm": therm, "sweeps": sweeps, "backend": be.name, "seed": seed},
+           "methods": {}, "training": training, "timing": timing}
+    for method, res in results.items():
+        obs = {k: res.observables[k] for k in OBSERVABLES}
+        out["methods"][method] = {
+            "observables": {k: {"value": e.value, "error": e.error} for k, e in obs.items()},
+            "z": {k: (0.0 if method == "exact" else _z(obs[k], results["exact"].observables[k])) for k in obs},
+            "acceptance": float(res.series["acceptance"].mean())}
+    if keep_series:
+        out["series"] = series
+    return out
