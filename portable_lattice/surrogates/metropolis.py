@@ -73,6 +73,8 @@ class SurrogateMetropolis:
     mode : {"parallel", "sequential"}
     penalty : bool
         Add sigma^2 delta^2 / (2N) (needs an ensemble, N >= 2).
+    updates : int, optional
+        Sequential mode: single-site updates per step (default V, one sweep).
     """
 
     action: Any
@@ -80,10 +82,14 @@ class SurrogateMetropolis:
     step_size: float = 1.0
     mode: str = "parallel"
     penalty: bool = False
+    updates: int | None = None
 
     def __post_init__(self):
         positive_float("step_size", self.step_size)
         choice("mode", self.mode, ("parallel", "sequential"))
+        if self.updates is not None:
+            from .._checks import positive_int
+            positive_int("updates", self.updates)
         if self.penalty and getattr(self.provider, "n_members", 1) < 2:
             raise ValueError(f"PEM needs an ensemble of N >= 2 members for its variance, "
                              f"got N={getattr(self.provider, 'n_members', 1)}")
@@ -144,12 +150,13 @@ class SurrogateMetropolis:
         V = 1
         for n in shape[1:]:
             V *= n
-        sites = rng.integers(V, (V, chains))
-        deltas = self.step_size * rng.normal((V, chains), dtype)
-        logu = xp.log(rng.uniform((V, chains), dtype))
+        n_updates = V if self.updates is None else self.updates
+        sites = rng.integers(V, (n_updates, chains))
+        deltas = self.step_size * rng.normal((n_updates, chains), dtype)
+        logu = xp.log(rng.uniform((n_updates, chains), dtype))
         ids = xp.reshape(xp.arange(V, device=device_of(phi)), (1, V))
         accepted = xp.zeros(chains, dtype=dtype, device=device_of(phi))
-        for t in range(V):
+        for t in range(n_updates):
             mean, var = self._evaluate(phi)  # the paper's algorithm: one call per single-site update
             hit = xp.reshape(ids == xp.reshape(sites[t, :], (chains, 1)), shape)
             delta = xp.where(hit, xp.reshape(deltas[t, :], (chains,) + (1,) * (phi.ndim - 1)), 0.0)
@@ -158,7 +165,7 @@ class SurrogateMetropolis:
             acc = logu[t, :] < -dS
             phi = xp.where(hit & xp.reshape(acc, (chains,) + (1,) * (phi.ndim - 1)), phi + delta, phi)
             accepted = accepted + xp.astype(acc, dtype)
-        return State(phi=phi), Info(acceptance=accepted / V)
+        return State(phi=phi), Info(acceptance=accepted / n_updates)
 
 
 def PEM(action, provider, step_size: float = 1.0, mode: str = "parallel") -> SurrogateMetropolis:
