@@ -49,6 +49,14 @@ def _sum_lattice(x):
     return xp.sum(x, axis=lattice_axes(x))
 
 
+def _neighbour_sum_int8(s):
+    """sum over the 2d neighbours of +-1 spins, exact in int8 (|sum| <= 2d): roll 1-byte spins."""
+    nsum = shift(s, 0, 1) + shift(s, 0, -1)
+    for mu in range(1, s.ndim - 1):
+        nsum = nsum + shift(s, mu, 1) + shift(s, mu, -1)
+    return nsum
+
+
 def _check_beta_like(name, value):
     return finite_float(name, value)
 
@@ -90,11 +98,7 @@ class Ising:
     def field(self, s, dtype):
         """Local field J sum_nb s_nb + h, as ``dtype``."""
         xp = array_namespace(s)
-        # the neighbour sum (|sum| <= 2d) is exact in int8: roll 1-byte spins, convert once
-        nsum = shift(s, 0, 1) + shift(s, 0, -1)
-        for mu in range(1, s.ndim - 1):
-            nsum = nsum + shift(s, mu, 1) + shift(s, mu, -1)
-        return self.J * xp.astype(nsum, dtype) + self.h
+        return self.J * xp.astype(_neighbour_sum_int8(s), dtype) + self.h
 
     def local_energy(self, t, s, dtype):
         """E_x(t) = -t (J sum_nb s_nb + h) for candidate spins t at every site."""
@@ -117,10 +121,7 @@ class Ising:
     def flip_energy(self, s, dtype):
         """E_x(-s_x) - E_x(s_x) = 2 s_x (J sum_nb s_nb + h), with s_x sum_nb kept in int8."""
         xp = array_namespace(s)
-        nsum = shift(s, 0, 1) + shift(s, 0, -1)
-        for mu in range(1, s.ndim - 1):
-            nsum = nsum + shift(s, mu, 1) + shift(s, mu, -1)
-        dE = (2.0 * self.J) * xp.astype(s * nsum, dtype)
+        dE = (2.0 * self.J) * xp.astype(s * _neighbour_sum_int8(s), dtype)
         return dE if self.h == 0 else dE + (2.0 * self.h) * xp.astype(s, dtype)
 
     def energy(self, s, dtype):

@@ -5,7 +5,7 @@ from typing import Any
 
 from .._checks import choice, run_sizes
 from ..analysis import gamma_method
-from ..backends import get_backend
+from ..backends import backend_of, get_backend
 from ..driver import RunResult, run
 from .clusters import SwendsenWang, Wolff
 from .local import SequentialSpinMetropolis, SpinCheckerboard, check_beta
@@ -50,7 +50,8 @@ def simulate_spins(model, *, beta: float, L: int, dim: int = 2, algorithm: str =
     be = get_backend(backend, device)
     rng = be.rng(seed)
     if isinstance(model, EdwardsAnderson):
-        model_be = type(model)(couplings=be.from_numpy(get_backend_of(model.couplings).to_numpy(model.couplings),
+        # quenched couplings move to the run's backend and device
+        model_be = type(model)(couplings=be.from_numpy(backend_of(model.couplings).to_numpy(model.couplings),
                                                          "float64"))
         kernel = make_spin_kernel(model_be, beta, algorithm)
         model = model_be
@@ -72,7 +73,3 @@ def simulate_spins(model, *, beta: float, L: int, dim: int = 2, algorithm: str =
                         "seed": seed})
     return result
 
-
-def get_backend_of(x):
-    from ..backends import backend_of
-    return backend_of(x)
