@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -296,7 +296,7 @@ def pem_oracle_checks(backend: str, device: str | None = None) -> list[Check]:
                   out["exact"][obs].error) for obs in ("action", "m_abs", "chi")}
     worst = max(zs, key=lambda k: abs(zs[k]))
     s_est = out["surrogate"][worst]
-    checks.append(Check("pem-noisy-oracle", label, f"surrogate bias", "pem", s_est.value, s_est.error,
+    checks.append(Check("pem-noisy-oracle", label, "surrogate bias", "pem", s_est.value, s_est.error,
                         out["exact"][worst].value, passed=abs(zs[worst]) > 5,
                         detail=f"plain surrogate Metropolis must be biased: max |z| = {abs(zs[worst]):.1f} "
                                f"({worst}) must exceed 5"))

@@ -4,7 +4,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["positive_int", "positive_float", "nonnegative_float", "finite_float", "choice"]
+__all__ = ["namespace_of", "positive_int", "positive_float", "nonnegative_float", "finite_float", "choice"]
+
+
+def namespace_of(name: str, x: Any) -> Any:
+    """The Array API namespace of ``x``, or a TypeError naming the parameter."""
+    from array_api_compat import array_namespace
+    try:
+        return array_namespace(x)
+    except TypeError as e:
+        raise TypeError(f"{name} must be an array of a supported backend, got {type(x).__name__}") from e
 
 
 def _is_real(value: Any) -> bool:

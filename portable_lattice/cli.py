@@ -22,6 +22,12 @@ __all__ = ["main", "build_parser"]
 REPORTED = ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action")
 
 
+def print_json(obj) -> None:
+    """Exactly one JSON object on stdout, newline-terminated (what --json promises)."""
+    json.dump(obj, sys.stdout)
+    sys.stdout.write("\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="portable-lattice",
                                  description="Lattice Monte Carlo on NumPy, torch or CuPy.")
@@ -203,8 +209,7 @@ def _main_spins(ap, args) -> int:
                "observables": {k: {"value": _finite(e.value), "error": _finite(e.error), "tau_int": _finite(e.tau_int)}
                                for k, e in res.observables.items() if k in SPIN_REPORTED},
                "timing": {"seconds": res.seconds, "site_updates_per_second": res.site_updates_per_second}}
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
+        print_json(out)
     else:
         m = res.meta
         params = ", ".join(f"{k}={v}" for k, v in m["model"].items() if k != "name")
@@ -235,8 +240,7 @@ def _main_pem(ap, args) -> int:
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"portable-lattice pem: error: {e}\n")
     if args.json:
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
+        print_json(out)
         return 0
     p = out["parameters"]
     print(f"PEM study: phi^4 beta={p['beta']} g={p['g']} L={p['L']} | surrogate {p['surrogate']}"
@@ -289,8 +293,7 @@ def main(argv=None) -> int:
         out = result_json(res)
         if res.meta.get("partial"):
             out["partial"] = True
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
+        print_json(out)
     else:
         print_table(res)
     return status

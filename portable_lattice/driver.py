@@ -7,7 +7,6 @@ stalled by reporting.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field

@@ -11,7 +11,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device as device_of
 
-from ._checks import positive_int
+from ._checks import namespace_of, positive_int
 
 __all__ = ["Lattice", "lattice_axes", "shift", "forward_sum", "neighbour_sum",
            "parity", "sublattice_masks", "check_field"]
@@ -111,10 +111,7 @@ class Lattice:
 def check_field(phi: Any, *, name: str = "phi", shape: tuple[int, ...] | None = None,
                 dtype: Any = None, device: Any = None) -> Any:
     """Validate a field with a leading chain axis; returns its namespace."""
-    try:
-        xp = array_namespace(phi)
-    except TypeError as e:
-        raise TypeError(f"{name} must be an array of a supported backend, got {type(phi).__name__}") from e
+    xp = namespace_of(name, phi)
     if phi.ndim < 2:
         raise ValueError(f"{name} must have shape (chains, L, ..., L), got {name}.shape={tuple(phi.shape)}")
     if any(n != phi.shape[1] for n in phi.shape[1:]) or phi.shape[1] < 1 or phi.shape[0] < 1:

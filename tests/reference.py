@@ -1,7 +1,6 @@
 """Independent reference implementations (explicit loops over sites, plain NumPy)."""
 import itertools
 
-import numpy as np
 
 
 def phi4_action_loops(phi, beta, g, constant=True):

@@ -1,5 +1,4 @@
 """The quick conformance set, run in CI on every available backend."""
-import numpy as np
 import pytest
 
 from conformance import exact

@@ -1,5 +1,4 @@
 import io
-import json
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ class Explodes:
     def step(self, state, rng):
         from portable_lattice.samplers import Info, State
         self.n += 1
-        xp = np.asarray
         phi = state.phi + 0.01
         if self.n >= self.at:
             phi = phi.copy()

@@ -6,7 +6,6 @@ Kernels follow the spine's pattern, ``init(spins) -> State`` and
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 

@@ -228,10 +228,8 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
 
 def main_mcrg(ap, args) -> int:
     """``portable-lattice mcrg``."""
-    import json
-    import sys
-
     from ..analysis import format_value
+    from ..cli import print_json
     from ..backends import BackendUnavailableError
     try:
         if args.input:
@@ -255,8 +253,7 @@ def main_mcrg(ap, args) -> int:
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"portable-lattice mcrg: error: {e}\n")
     if args.json:
-        json.dump(out, sys.stdout)
-        sys.stdout.write("\n")
+        print_json(out)
         return 0
     beta = "stored" if out["beta"] is None else f"{out['beta']:.6f}"
     print(f"MCRG: 2D Ising L={out['L']} beta={beta} | {out['algorithm']} on {out['backend']} | "

@@ -19,7 +19,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device as device_of
 
-from .._checks import finite_float, positive_int
+from .._checks import finite_float, namespace_of, positive_int
 from ..lattice import lattice_axes, shift
 
 __all__ = ["Ising", "Potts", "Clock", "EdwardsAnderson", "check_spins"]
@@ -27,10 +27,7 @@ __all__ = ["Ising", "Potts", "Clock", "EdwardsAnderson", "check_spins"]
 
 def check_spins(s: Any, model, name: str = "spins") -> Any:
     """Validate a spin array for ``model``: integer dtype, shape (chains, L, ..., L), states in range."""
-    try:
-        xp = array_namespace(s)
-    except TypeError as e:
-        raise TypeError(f"{name} must be an array of a supported backend, got {type(s).__name__}") from e
+    xp = namespace_of(name, s)
     if not xp.isdtype(s.dtype, "integral"):
         raise TypeError(f"{name} must have an integer dtype (int8), got {name}.dtype={s.dtype}")
     if s.ndim < 2 or any(n != s.shape[1] for n in s.shape[1:]):
@@ -57,10 +54,6 @@ def _neighbour_sum_int8(s):
     return nsum
 
 
-def _check_beta_like(name, value):
-    return finite_float(name, value)
-
-
 @dataclass(frozen=True)
 class Ising:
     """Ising model H = -J sum_<ij> s_i s_j - h sum_i s_i with s = +-1."""
@@ -71,22 +64,14 @@ class Ising:
     n_states: int = field(default=2, init=False)
 
     def __post_init__(self):
-        _check_beta_like("J", self.J)
-        _check_beta_like("h", self.h)
+        finite_float("J", self.J)
+        finite_float("h", self.h)
 
     def state_values(self):
         return (-1, 1)
 
     def valid(self, s):
         return (s == 1) | (s == -1)
-
-    def to_states(self, s):  # state index 0/1 for heat bath
-        xp = array_namespace(s)
-        return xp.astype(s > 0, xp.int8)
-
-    def from_states(self, k):
-        xp = array_namespace(k)
-        return xp.astype(2 * k - 1, xp.int8)
 
     def random(self, rng, shape, dtype):
         """Hot start: independent +-1 spins."""
@@ -157,7 +142,7 @@ class Potts:
     def __post_init__(self):
         if isinstance(self.q, bool) or not isinstance(self.q, int) or self.q < 2:
             raise ValueError(f"q must be an integer >= 2, got q={self.q!r}")
-        _check_beta_like("J", self.J)
+        finite_float("J", self.J)
 
     @property
     def n_states(self):
@@ -168,12 +153,6 @@ class Potts:
 
     def valid(self, s):
         return (s >= 0) & (s < self.q)
-
-    def to_states(self, s):
-        return s
-
-    def from_states(self, k):
-        return k
 
     def random(self, rng, shape, dtype):
         xp_k = rng.integers(self.q, shape)
@@ -262,10 +241,7 @@ class EdwardsAnderson(Ising):
         if c is None:
             raise ValueError("couplings must be given: an array of shape (d, L, ..., L), "
                              "or use EdwardsAnderson.gaussian(L, dim, seed)")
-        try:
-            xp = array_namespace(c)
-        except TypeError as e:
-            raise TypeError(f"couplings must be an array, got {type(c).__name__}") from e
+        xp = namespace_of("couplings", c)
         if not xp.isdtype(c.dtype, "real floating"):
             raise TypeError(f"couplings must be a float array, got couplings.dtype={c.dtype}")
         d = c.ndim - 1

@@ -36,7 +36,7 @@ from ..samplers.base import Info, State, check_action_field, metropolis_accept
 __all__ = ["SurrogateMetropolis", "PEM", "check_gradient"]
 
 
-def check_gradient(mean, var, phi, provider) -> None:
+def check_gradient(mean, var, phi) -> None:
     """Shapes must match the field; non-finite predictions stop the run, naming chain and site."""
     xp = array_namespace(phi)
     for name, arr in (("gradient", mean), ("variance", var)):
@@ -118,7 +118,7 @@ class SurrogateMetropolis:
         mean, var = self.provider(phi)
         if self.penalty and var is None:
             raise ValueError("PEM needs the provider's variance, got None")
-        check_gradient(mean, var, phi, self.provider)
+        check_gradient(mean, var, phi)
         return mean, var
 
     def step(self, state: State, rng) -> tuple[State, Info]:
