@@ -15,8 +15,10 @@ namespace, dtype and device.
   chunking over chains to bound memory.
 * The ensemble is evaluated in one pass, not a Python loop over models: an
   architecture that defines ``stack(members)`` (the model zoo's ResidualCNN:
-  grouped convolutions, one group per member) is fused into one network;
-  any other goes through ``torch.func`` (stacked parameters, vmap over members).
+  folded BatchNorm, one circular pad, grouped convolutions, one group per
+  member) is fused into one network; any other goes through ``torch.func``
+  (stacked parameters, vmap over members). On CPU large inputs use a loop
+  over the members' inference forms instead (see ``vectorised``).
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ import numpy as np
 from ._base import BackendUnavailableError
 
 __all__ = ["TorchEnsemble"]
+
+# chains x sites up to which one fused pass beats the loop on CPU (crossover measured near 1 x 48^2)
+_CPU_ONE_PASS_SITES = 2304
 
 
 def _torch():
@@ -53,9 +58,11 @@ class TorchEnsemble:
     vectorised : bool or None
         Evaluate the ensemble in one pass (fused grouped convolutions, or
         torch.func vmap) or with a loop over members. None (default) picks one
-        pass on CUDA and the loop on CPU, where both one-pass forms measured
-        slower here (10 ResidualCNN(16) members, 64 x 48^2 fields, 2 threads:
-        loop 0.49 s, grouped 0.77 s, vmap 0.64 s with 8 channels vs 0.32 s loop).
+        pass on CUDA; on CPU one pass for inputs up to 2304 chain-sites, where
+        dispatch dominates, and the loop above, where grouped convolutions
+        measured slower (`python benchmarks/bench_surrogates.py`, 10
+        ResidualCNN(16) members, 2 threads: 1 x 8^2 one pass 3.8x faster than
+        the loop; 4 x 48^2 0.67x; 64 x 48^2 0.38x).
     """
 
     def __init__(self, models: Any, *, receptive_field: int | None = None, chunk: int | None = None,
@@ -82,14 +89,15 @@ class TorchEnsemble:
         self.receptive_field, self.chunk = int(receptive_field), chunk
         p = next(models[0].parameters())
         self.device, self.dtype = p.device, p.dtype
-        if vectorised is None:
-            vectorised = self.device.type == "cuda"
         self.vectorised = vectorised
-        self._fused = None
-        if self.n_members > 1 and vectorised and hasattr(type(models[0]), "stack"):
-            # the architecture knows how to fuse its members (grouped convolutions): one pass
-            self._fused = type(models[0]).stack(models).to(self.device, self.dtype)
-        elif self.n_members > 1 and vectorised:
+        self._fused, self._loop, self._ensemble = None, models, None
+        if hasattr(type(models[0]), "stack"):
+            # the architecture has an inference form (folded BatchNorm, one circular pad) that also
+            # fuses members into one network of grouped convolutions; both snapshot the weights
+            if self.n_members > 1 and vectorised is not False:
+                self._fused = type(models[0]).stack(models).to(self.device, self.dtype)
+            self._loop = [type(m).stack([m]).to(self.device, self.dtype) for m in models]
+        elif self.n_members > 1 and (vectorised or (vectorised is None and self.device.type == "cuda")):
             from torch.func import functional_call, stack_module_state
             self._params, self._buffers = stack_module_state(models)
             base = copy.deepcopy(models[0]).to("meta")
@@ -97,6 +105,13 @@ class TorchEnsemble:
             def one(params, buffers, x):
                 return functional_call(base, (params, buffers), (x,))
             self._ensemble = torch.func.vmap(one, in_dims=(0, 0, None))
+
+    def _one_pass(self, xb) -> bool:
+        if self._fused is None or self.vectorised is False:
+            return False
+        # measured on 2 CPU threads (benchmarks/bench_surrogates.py): grouped convolutions win while
+        # dispatch dominates (1 x 8^2: 3.8x faster than the loop), lose once arithmetic does (4 x 48^2)
+        return self.vectorised is True or self.device.type == "cuda" or xb.numel() <= _CPU_ONE_PASS_SITES
 
     # --- conversion ---------------------------------------------------------------------
     def _to_torch(self, phi):
@@ -138,12 +153,12 @@ class TorchEnsemble:
         with torch.inference_mode():
             for start in range(0, x.shape[0], step):
                 xb = x[start:start + step]
-                if self._fused is not None:
+                if self._one_pass(xb):
                     outs.append(self._fused(xb).transpose(0, 1).unsqueeze(2))
-                elif self.n_members > 1 and self.vectorised:
+                elif self._ensemble is not None:
                     outs.append(self._ensemble(self._params, self._buffers, xb))
                 else:
-                    outs.append(torch.stack([m(xb) for m in self.models]))
+                    outs.append(torch.stack([m(xb) for m in self._loop]))
         return torch.cat(outs, dim=1).squeeze(2)
 
     def __call__(self, phi):

@@ -5,7 +5,9 @@
 Prints network calls per sweep and site updates per second of PEM with a
 ResidualCNN ensemble (receptive field 3, stride-4 sublattices) in both modes
 (sequential timed over a partial sweep), and the time of one ensemble
-evaluation in one pass (grouped convolutions) vs a loop over members.
+evaluation: a loop over the torch modules (baseline), a loop over their
+inference forms (folded BatchNorm, one circular pad) and one fused pass
+(grouped convolutions), at several input sizes.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ def main(argv=None):
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--seq-updates", type=int, default=24, help="single-site updates timed in sequential mode")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -76,22 +79,33 @@ def main(argv=None):
     print(f"\nparallel / sequential: {rows[1][1] / rows[0][1]:.0f}x fewer network calls, "
           f"{rows[0][2] / rows[1][2]:.0f}x more site updates per second")
 
-    x = torch.from_numpy(phi)
-    one = TorchEnsemble(models, vectorised=True)
-    loop = TorchEnsemble(models, vectorised=False)
-    for e in (one, loop):
-        e.members(x)
-    def best(f, n=5):
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-        return min(ts)
-    t1, t2 = best(lambda: one.members(x)), best(lambda: loop.members(x))
-    print(f"\nensemble of {args.members} on {chains} x {L}^2: one pass (grouped convolutions) {t1 * 1e3:.1f} ms, "
-          f"loop over members {t2 * 1e3:.1f} ms, ratio loop/one-pass {t2 / t1:.2f}")
+    ensemble_table(models, args.repeats)
 
+
+def ensemble_table(models, repeats):
+    """One ensemble evaluation: a plain loop over the torch modules (the baseline), the loop over
+    their inference forms, and the fused one pass; interleaved repeats, median times."""
+    n = len(models)
+    plain = TorchEnsemble(models, vectorised=False)
+    plain._loop = models  # the baseline: the modules as trained, called one after another
+    variants = {"loop (modules)": plain, "loop (inference form)": TorchEnsemble(models, vectorised=False),
+                "one pass (fused)": TorchEnsemble(models, vectorised=True)}
+    print(f"\nensemble of {n} members, median of {repeats} interleaved repeats (ms); ratio = baseline / variant")
+    print(f"{'input':>14s} " + " ".join(f"{k:>22s}" for k in variants) + f" {'one pass ratio':>15s} {'inf. loop ratio':>16s}")
+    for chains, L in ((1, 8), (1, 48), (4, 48), (64, 48)):
+        x = torch.from_numpy(np.random.default_rng(0).normal(size=(chains, L, L)))
+        times = {k: [] for k in variants}
+        for e in variants.values():
+            e.members(x)
+        for _ in range(repeats):
+            for k, e in variants.items():
+                t = time.perf_counter()
+                e.members(x)
+                times[k].append(time.perf_counter() - t)
+        med = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+        base = med["loop (modules)"]
+        print(f"{chains:>5d} x {L:>2d}^2  " + " ".join(f"{v:22.3f}" for v in med.values())
+              + f" {base / med['one pass (fused)']:15.2f} {base / med['loop (inference form)']:16.2f}")
 
 if __name__ == "__main__":
     main()

@@ -41,6 +41,30 @@ def test_receptive_field_matches_the_architecture(kernel_size):
     assert torch.all(diff[[i for i in range(L) if abs(i - c) > r]] == 0)  # ... and no further
 
 
+@pytest.mark.parametrize("dim,kernel_size,L", [(2, 3, 8), (2, 5, 9), (1, 3, 7), (3, 3, 5), (2, 3, 2)])
+def test_inference_form_equals_the_members(dim, kernel_size, L):
+    """Folded BatchNorm + one circular pad + valid convolutions (one member or N fused) equals
+    the eval-mode modules, also on lattices smaller than the receptive field (L = 2 < r = 3)."""
+    torch.manual_seed(3)
+    members = []
+    for _ in range(3):
+        m = ResidualCNN(4, kernel_size, dim)
+        for bn in (m.inp[1], m.block[1]):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+        members.append(m.double().eval())
+    x = torch.randn((4, 1) + (L,) * dim, dtype=torch.float64)
+    with torch.no_grad():
+        ref = torch.cat([m(x) for m in members], dim=1)
+        fused = ResidualCNN.stack(members)(x)
+        single = torch.cat([ResidualCNN.stack([m])(x) for m in members], dim=1)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(single, ref, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="eval mode"):
+        ResidualCNN.stack([ResidualCNN(4, kernel_size, dim)])
+
+
 def test_ensemble_adapter_on_every_backend(backend):
     models = _members(3)
     ens = TorchEnsemble(models)
@@ -58,6 +82,9 @@ def test_ensemble_adapter_on_every_backend(backend):
         m2, v2 = other(phi)
         np.testing.assert_allclose(backend.to_numpy(m2), backend.to_numpy(mean), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(backend.to_numpy(v2), backend.to_numpy(var), rtol=1e-8, atol=1e-12)
+    # default on CPU: one fused pass while dispatch dominates, the loop over inference forms above
+    assert ens._one_pass(torch.zeros(5, 8, 8)) and not ens._one_pass(torch.zeros(4, 48, 48))
+    assert not loop._one_pass(torch.zeros(1, 8, 8)) and fused._one_pass(torch.zeros(64, 48, 48))
     chunked = TorchEnsemble(models, chunk=2)
     np.testing.assert_allclose(backend.to_numpy(chunked(phi)[0]), backend.to_numpy(mean), rtol=1e-12)
 

@@ -9,9 +9,11 @@ equivariant and usable on any L.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["ResidualCNN"]
+__all__ = ["ResidualCNN", "FrozenResidualCNN"]
 
 
 def _conv(dim: int, c_in: int, c_out: int, k: int) -> nn.Module:
@@ -67,35 +69,51 @@ class ResidualCNN(nn.Module):
         return self.out(h)
 
 
-class StackedResidualCNN(nn.Module):
-    """N :class:`ResidualCNN` members fused into one network of grouped convolutions.
+def _folded(conv: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``bn(conv(x))`` as one convolution (eval-mode BatchNorm is affine)."""
+    fused = fuse_conv_bn_eval(conv, bn)
+    return fused.weight.detach(), fused.bias.detach()
 
-    Group i of every convolution (and channel block i of every BatchNorm)
-    carries member i's weights, so one forward pass evaluates the whole
-    ensemble: input (batch, 1, L..) -> output (batch, N, L..). Eval mode only
-    (BatchNorm with the members' running statistics).
+
+def _crop(h: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    if r == 0:
+        return h
+    return h[(Ellipsis,) + (slice(r, -r),) * dim]
+
+
+class FrozenResidualCNN(nn.Module):
+    """Inference form of one or N stacked :class:`ResidualCNN` members (eval mode only).
+
+    Same function as the members in eval mode, computed faster:
+
+    * BatchNorm is folded into the preceding convolution (it is affine in eval mode);
+    * the field is padded circularly once, by the receptive field r, and every
+      convolution is then unpadded ("valid"): on a periodic lattice this equals
+      circular padding at every layer, without a padded copy per layer;
+    * N members are evaluated in one pass: the first convolution is one dense
+      convolution 1 -> N*C (all members read the same field), the others are
+      grouped convolutions, one group per member.
+
+    Input (batch, 1, L..) -> output (batch, N, L..).
     """
 
     def __init__(self, members: list):
         super().__init__()
         first = members[0]
-        n, c, k, dim = len(members), first.channels, first.kernel_size, first.dim
-        self.n_members, self.dim, self._receptive_field = n, dim, first.receptive_field
-        conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dim]
-        self.inp = conv(n, n * c, k, padding=k // 2, padding_mode="circular", groups=n)
-        self.bn1 = _bn(dim, n * c)
-        self.block = conv(n * c, n * c, k, padding=k // 2, padding_mode="circular", groups=n)
-        self.bn2 = _bn(dim, n * c)
-        self.project = conv(n * c, n * c, 1, groups=n)
-        self.out = conv(n * c, n, k, padding=k // 2, padding_mode="circular", groups=n)
-        with torch.no_grad():
-            for dst, name in ((self.inp, "inp.0"), (self.block, "block.0"), (self.project, "project"), (self.out, "out")):
-                dst.weight.copy_(torch.cat([m.get_submodule(name).weight for m in members]))
-                dst.bias.copy_(torch.cat([m.get_submodule(name).bias for m in members]))
-            for dst, name in ((self.bn1, "inp.1"), (self.bn2, "block.1")):
-                for attr in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(dst, attr).copy_(torch.cat([getattr(m.get_submodule(name), attr) for m in members]))
-                dst.eps = members[0].get_submodule(name).eps
+        self.n_members, self.dim, self._receptive_field = len(members), first.dim, first.receptive_field
+        self._conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[self.dim]
+        self._r_block = (first.block[0].kernel_size[0] - 1) // 2
+        parts = {"w1": [], "b1": [], "w2": [], "b2": [], "wp": [], "bp": [], "w3": [], "b3": []}
+        for m in members:
+            if m.training:
+                raise ValueError("FrozenResidualCNN needs members in eval mode (BatchNorm running statistics)")
+            for key, (w, b) in (("1", _folded(m.inp[0], m.inp[1])), ("2", _folded(m.block[0], m.block[1])),
+                                ("p", (m.project.weight.detach(), m.project.bias.detach())),
+                                ("3", (m.out.weight.detach(), m.out.bias.detach()))):
+                parts["w" + key].append(w)
+                parts["b" + key].append(b)
+        for name, tensors in parts.items():
+            self.register_buffer(name, torch.cat(tensors).clone())
         self.eval()
 
     @property
@@ -103,14 +121,22 @@ class StackedResidualCNN(nn.Module):
         return self._receptive_field
 
     def forward(self, phi: torch.Tensor) -> torch.Tensor:
-        x = phi.expand(-1, self.n_members, *phi.shape[2:])  # every member sees the same field
-        h = torch.relu(self.bn1(self.inp(x)))
-        h = torch.relu(self.bn2(self.block(h))) + self.project(h)
-        return self.out(h)
+        r, n = self._receptive_field, self.n_members
+        if min(phi.shape[2:]) >= r:
+            x = F.pad(phi, (r, r) * self.dim, mode="circular")
+        else:  # lattices smaller than the receptive field: wrap by index, any number of times
+            x = phi
+            for axis in range(2, 2 + self.dim):
+                size = x.shape[axis]
+                x = x.index_select(axis, torch.arange(-r, size + r, device=x.device) % size)
+        h = torch.relu(self._conv(x, self.w1, self.b1))  # L + 2 (r_block + r_out)
+        g = torch.relu(self._conv(h, self.w2, self.b2, groups=n))
+        g = g + self._conv(_crop(h, self._r_block, self.dim), self.wp, self.bp, groups=n)
+        return self._conv(g, self.w3, self.b3, groups=n)
 
 
 def _stack(members):
-    return StackedResidualCNN(members)
+    return FrozenResidualCNN(list(members))
 
 
 ResidualCNN.stack = staticmethod(_stack)
