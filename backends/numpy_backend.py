@@ -46,9 +46,10 @@ def make_backend(device=None) -> Backend:
 
 
 # --- native fast paths -----------------------------------------------------------------
-def scipy_cluster_labels(bonds):
-    """Canonical cluster labels with scipy.sparse.csgraph.connected_components (one call for
-    all chains: the chains' graphs are disjoint blocks of one sparse graph)."""
+def scipy_cluster_ids(bonds):
+    """Compact cluster ids with scipy.sparse.csgraph.connected_components (one call for all chains:
+    the chains' graphs are disjoint blocks of one sparse graph). SciPy numbers the components in
+    the order of their smallest node, the order ``cluster_ids`` promises. Returns (flat ids, count)."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
@@ -63,15 +64,22 @@ def scipy_cluster_labels(bonds):
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     graph = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n)).tocsr()
     ncomp, comp = connected_components(graph, directed=False)
+    return comp.astype(np.int64, copy=False), int(ncomp)
+
+
+def scipy_cluster_labels(bonds):
+    """Canonical cluster labels (smallest flat index per cluster) from :func:`scipy_cluster_ids`."""
+    comp, ncomp = scipy_cluster_ids(bonds)
     first = np.empty(ncomp, dtype=np.int64)
-    first[comp[::-1]] = np.arange(n - 1, -1, -1, dtype=np.int64)  # repeated indices: the last write (smallest index) wins
-    return first[comp].reshape(shape)
+    first[comp[::-1]] = np.arange(comp.size - 1, -1, -1, dtype=np.int64)  # repeated indices: the last write (smallest index) wins
+    return first[comp].reshape(bonds[0].shape)
 
 
 def _register():
     import array_api_compat
     from portable_lattice._delegation import register_implementation
     register_implementation("cluster_labels", array_api_compat.is_numpy_namespace, scipy_cluster_labels)
+    register_implementation("cluster_ids", array_api_compat.is_numpy_namespace, scipy_cluster_ids)
 
 
 _register()

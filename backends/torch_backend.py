@@ -160,10 +160,22 @@ def _torch_cluster_labels(bonds):
     return torch.from_numpy(scipy_cluster_labels([b.numpy() for b in bonds]))
 
 
+def _torch_cluster_ids(bonds):
+    """CPU tensors: SciPy's compact ids through zero-copy views; CUDA: ranked generic labels."""
+    import torch
+    from portable_lattice.spins.clusters import _ids_from_labels
+    if bonds[0].device.type != "cpu":
+        return _ids_from_labels(bonds)
+    from .numpy_backend import scipy_cluster_ids
+    comp, ncomp = scipy_cluster_ids([b.numpy() for b in bonds])
+    return torch.from_numpy(comp), ncomp
+
+
 def _register_labels():
     import array_api_compat
     from portable_lattice._delegation import register_implementation
     register_implementation("cluster_labels", array_api_compat.is_torch_namespace, _torch_cluster_labels)
+    register_implementation("cluster_ids", array_api_compat.is_torch_namespace, _torch_cluster_ids)
 
 
 _register_labels()

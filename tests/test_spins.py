@@ -8,6 +8,7 @@ from portable_lattice.exact import K_CRITICAL, ising_torus
 from portable_lattice.exact.ising2d import log_partition_function
 from portable_lattice.spins import (Clock, EdwardsAnderson, Ising, Potts, SequentialSpinMetropolis, SpinCheckerboard,
                                     SwendsenWang, Wolff, cluster_labels, label_propagation, simulate_spins)
+from portable_lattice.spins.clusters import _ids_from_labels, cluster_ids
 from portable_lattice.spins.blocking import block_levels, majority_block
 from portable_lattice.spins.mcrg import COUPLINGS, EVEN, ODD, measure_couplings, t_matrix_exponents
 from portable_lattice.spins.observables import fss_exponent, magnetisation_histogram
@@ -87,6 +88,13 @@ def test_generic_labels_equal_native(backend, shape):
     assert np.all(flat[flat] == flat) and np.all(flat <= np.arange(flat.size))
     for mu, b in enumerate(host):
         assert np.all(generic[b] == np.roll(generic, -1, axis=mu + 1)[b])
+    # compact ids (native or ranked from the labels): clusters numbered by their smallest site
+    ids, n_clusters = cluster_ids(bonds)
+    roots = np.flatnonzero(flat == np.arange(flat.size))
+    assert n_clusters == roots.size
+    np.testing.assert_array_equal(backend.to_numpy(ids), np.searchsorted(roots, flat))
+    generic_ids, generic_n = _ids_from_labels(bonds)
+    np.testing.assert_array_equal(backend.to_numpy(generic_ids), backend.to_numpy(ids))
 
 
 def test_scipy_labels_match_a_union_find():

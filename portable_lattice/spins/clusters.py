@@ -13,7 +13,9 @@ Labelling: :func:`cluster_labels` dispatches to a backend's native
 implementation (scipy.sparse.csgraph on NumPy, cupyx on CuPy) and otherwise
 runs :func:`label_propagation`, a generic Array API algorithm. Both return
 canonical labels, the smallest flat index (over chains x sites) in each
-cluster, so their partitions can be compared exactly.
+cluster, so their partitions can be compared exactly. The samplers use
+:func:`cluster_ids`, compact ids in the same order, so that they draw one
+random number per cluster rather than per site.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ..samplers.base import Info, State
 from .local import check_beta
 from .models import Ising, Potts, check_spins
 
-__all__ = ["label_propagation", "cluster_labels", "swendsen_wang_bonds", "SwendsenWang", "Wolff"]
+__all__ = ["label_propagation", "cluster_labels", "cluster_ids", "swendsen_wang_bonds", "SwendsenWang", "Wolff"]
 
 
 def label_propagation(bonds: list) -> Any:
@@ -79,6 +81,32 @@ def cluster_labels(bonds: list) -> Any:
     return implementation("cluster_labels", xp, label_propagation)(bonds)
 
 
+def _ids_from_labels(bonds: list) -> tuple[Any, int]:
+    """Compact ids from canonical labels: a cluster's rank among the cluster roots."""
+    xp = array_namespace(bonds[0])
+    labels = cluster_labels(bonds)
+    n = 1
+    for k in labels.shape:
+        n *= k
+    flat = xp.reshape(labels, (n,))
+    root = flat == xp.arange(n, dtype=flat.dtype, device=device_of(flat))
+    rank = xp.cumulative_sum(xp.astype(root, xp.int64)) - 1
+    return xp.take(rank, flat), int(rank[-1]) + 1
+
+
+def cluster_ids(bonds: list) -> tuple[Any, int]:
+    """Compact cluster ids: (ids, n_clusters), ids a flat int64 array over chains x sites.
+
+    Clusters are numbered 0 .. n_clusters - 1 in the order of their smallest
+    flat index, so every backend numbers a partition the same way (and draws
+    the same per-cluster random numbers). Native where the backend has it
+    (SciPy's connected components already number them so); otherwise ranked
+    from :func:`cluster_labels`.
+    """
+    xp = array_namespace(bonds[0])
+    return implementation("cluster_ids", xp, _ids_from_labels)(bonds)
+
+
 def swendsen_wang_bonds(s: Any, p: float, rng) -> list:
     """Active FK bonds: equal neighbours, each kept with probability p."""
     xp = array_namespace(s)
@@ -126,14 +154,14 @@ class SwendsenWang(_ClusterKernel):
         n = 1
         for k in shape:
             n *= k
-        labels = xp.reshape(cluster_labels(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng)),
-                            (n,))
+        ids, n_clusters = cluster_ids(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
+        # one random number per cluster, not per site
         if isinstance(self.model, Ising):
-            flip = xp.take(rng.uniform((n,), xp.float64), labels) < 0.5
+            flip = xp.take(rng.uniform((n_clusters,), xp.float64) < 0.5, ids)
             new = xp.where(xp.reshape(flip, shape), -s, s)
         else:
-            states = xp.astype(rng.integers(self.model.q, (n,)), s.dtype)
-            new = xp.reshape(xp.take(states, labels), shape)
+            states = xp.astype(rng.integers(self.model.q, (n_clusters,)), s.dtype)
+            new = xp.reshape(xp.take(states, ids), shape)
         changed = xp.astype(xp.count_nonzero(new != s, axis=tuple(range(1, s.ndim))), xp.float64)
         return State(phi=new), Info(acceptance=changed / (n // shape[0]))
 
@@ -158,9 +186,9 @@ class Wolff(_ClusterKernel):
         V = 1
         for k in shape[1:]:
             V *= k
-        labels = cluster_labels(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
+        ids, _ = cluster_ids(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
         seed = rng.integers(V, (chains,)) + xp.arange(chains, dtype=xp.int64, device=device_of(s)) * V
-        seed_label = xp.take(xp.reshape(labels, (chains * V,)), seed)
-        flip = labels == xp.reshape(seed_label, (chains,) + (1,) * (s.ndim - 1))
+        seed_id = xp.take(ids, seed)
+        flip = xp.reshape(ids, shape) == xp.reshape(seed_id, (chains,) + (1,) * (s.ndim - 1))
         size = xp.sum(xp.astype(flip, xp.float64), axis=tuple(range(1, s.ndim)))
         return State(phi=xp.where(flip, -s, s)), Info(acceptance=size / V)
