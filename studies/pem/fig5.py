@@ -1,6 +1,6 @@
 """The per-component ensemble experiment of Fig. 5 of the PEM paper.
 
-    python studies/pem/fig5.py [--models 100] [--L 16] [--beta 0.7] [--channels 4] [--epochs 60]
+    python studies/pem/fig5.py [--models 40] [--L 16] [--beta 0.7] [--channels 8] [--epochs 100]
                                [--out studies/pem/out]
 
 Many small residual CNNs, each trained from its own seed on its own random
@@ -51,12 +51,12 @@ def spread(residuals: np.ndarray) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=int, default=100, help="independently trained models (paper: 800)")
+    ap.add_argument("--models", type=int, default=40, help="independently trained models (paper: 800)")
     ap.add_argument("--L", type=int, default=16)
     ap.add_argument("--beta", type=float, default=0.7)
     ap.add_argument("--g", type=float, default=0.1)
-    ap.add_argument("--channels", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--train-configs", type=int, default=90)
     ap.add_argument("--pool", type=int, default=360, help="configurations the members draw their subsets from")
     ap.add_argument("--held-out", type=int, default=64)
