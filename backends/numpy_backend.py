@@ -64,12 +64,13 @@ def scipy_cluster_ids(bonds):
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     graph = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n)).tocsr()
     ncomp, comp = connected_components(graph, directed=False)
-    return comp.astype(np.int64, copy=False), int(ncomp)
+    return comp, int(ncomp)  # SciPy's int32 ids: an index array as good as int64, without the copy
 
 
 def scipy_cluster_labels(bonds):
     """Canonical cluster labels (smallest flat index per cluster) from :func:`scipy_cluster_ids`."""
     comp, ncomp = scipy_cluster_ids(bonds)
+    comp = comp.astype(np.int64)
     first = np.empty(ncomp, dtype=np.int64)
     first[comp[::-1]] = np.arange(comp.size - 1, -1, -1, dtype=np.int64)  # repeated indices: the last write (smallest index) wins
     return first[comp].reshape(bonds[0].shape)

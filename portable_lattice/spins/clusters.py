@@ -95,7 +95,7 @@ def _ids_from_labels(bonds: list) -> tuple[Any, int]:
 
 
 def cluster_ids(bonds: list) -> tuple[Any, int]:
-    """Compact cluster ids: (ids, n_clusters), ids a flat int64 array over chains x sites.
+    """Compact cluster ids: (ids, n_clusters), ids a flat integer array over chains x sites.
 
     Clusters are numbered 0 .. n_clusters - 1 in the order of their smallest
     flat index, so every backend numbers a partition the same way (and draws
