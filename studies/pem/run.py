@@ -1,7 +1,7 @@
 """Reproduction of the PEM paper's Sec. III: ground truth vs RCNN-surrogate MC vs PEM-MC.
 
-    python studies/pem/run.py [--L 48] [--betas 0.5 0.7] [--critical] [--ensemble 10] [--epochs 150]
-                              [--channels 16] [--sweeps 1000] [--out studies/pem/out]
+    python studies/pem/run.py [--L 48] [--betas 0.5 0.7] [--critical] [--ensemble 10] [--epochs E]
+                              [--channels 16] [--sweeps 600] [--out studies/pem/out]
 
 For each beta at g = 0.1: HMC training data with exact gradients, an ensemble
 of N residual CNNs (each on its own subset of --train-configs configurations),
