@@ -89,13 +89,10 @@ class SpinCheckerboard:
         board = Checkerboard(s.ndim - 1)
         halves = list(board.split(s))
         accepted = xp.zeros(s.shape[0], dtype=dtype, device=device_of(s))
-        J, h = self.model.J, self.model.h
         for p in (0, 1):
             active = halves[p]
-            nsum = board.neighbour_sum(halves[1 - p], p)  # int8: |sum| <= 2d
-            dE = (2.0 * J) * xp.astype(active * nsum, dtype)
-            if h != 0:
-                dE = dE + (2.0 * h) * xp.astype(active, dtype)
+            # int8 neighbour sum, |sum| <= 2d
+            dE = self.model.flip_energy_from_sum(active, board.neighbour_sum(halves[1 - p], p), dtype)
             acc = rng.uniform(tuple(active.shape), dtype) < xp.exp(-self.beta * dE)
             halves[p] = xp.where(acc, -active, active)
             accepted = accepted + xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, s.ndim + 1))), dtype)

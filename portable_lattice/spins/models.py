@@ -105,8 +105,12 @@ class Ising:
 
     def flip_energy(self, s, dtype):
         """E_x(-s_x) - E_x(s_x) = 2 s_x (J sum_nb s_nb + h), with s_x sum_nb kept in int8."""
+        return self.flip_energy_from_sum(s, _neighbour_sum_int8(s), dtype)
+
+    def flip_energy_from_sum(self, s, nsum, dtype):
+        """The same from a given int8 neighbour sum (e.g. of a blocked checkerboard layout)."""
         xp = array_namespace(s)
-        dE = (2.0 * self.J) * xp.astype(s * _neighbour_sum_int8(s), dtype)
+        dE = (2.0 * self.J) * xp.astype(s * nsum, dtype)
         return dE if self.h == 0 else dE + (2.0 * self.h) * xp.astype(s, dtype)
 
     def energy(self, s, dtype):
