@@ -158,7 +158,7 @@ class SwendsenWang(_ClusterKernel):
         # one random number per cluster, not per site
         if isinstance(self.model, Ising):
             flip = xp.take(rng.uniform((n_clusters,), xp.float64) < 0.5, ids)
-            new = xp.where(xp.reshape(flip, shape), -s, s)
+            new = s * (1 - 2 * xp.reshape(xp.astype(flip, s.dtype), shape))  # int8 flip, no where()
         else:
             states = xp.astype(rng.integers(self.model.q, (n_clusters,)), s.dtype)
             new = xp.reshape(xp.take(states, ids), shape)
@@ -191,4 +191,4 @@ class Wolff(_ClusterKernel):
         seed_id = xp.take(ids, seed)
         flip = xp.reshape(ids, shape) == xp.reshape(seed_id, (chains,) + (1,) * (s.ndim - 1))
         size = xp.sum(xp.astype(flip, xp.float64), axis=tuple(range(1, s.ndim)))
-        return State(phi=xp.where(flip, -s, s)), Info(acceptance=size / V)
+        return State(phi=s * (1 - 2 * xp.astype(flip, s.dtype))), Info(acceptance=size / V)
