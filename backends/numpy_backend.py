@@ -1,6 +1,9 @@
 """NumPy backend: the CPU reference."""
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import array_api_compat.numpy as xp_numpy
 
@@ -9,28 +12,71 @@ from ._base import Backend, BackendUnavailableError, check_shape
 __all__ = ["make_backend", "NumpyGenerator"]
 
 
+_PARTS = 2             # large draws come from this many independent sub-streams ...
+_SPLIT_SIZE = 1 << 16  # ... from this many numbers on (below it, threads cost more than they save)
+_POOL: list = []
+
+
+def _pool():
+    from concurrent.futures import ThreadPoolExecutor
+    if not _POOL:
+        # a forked child inherits the pool object but not its threads: start afresh there
+        os.register_at_fork(after_in_child=_POOL.clear)
+        _POOL.append(ThreadPoolExecutor(max_workers=_PARTS - 1, thread_name_prefix="portable_lattice-rng"))
+    return _POOL[0]
+
+
 class NumpyGenerator:
-    """PCG64 stream; draws of shape ``(chains, ...)`` give each chain its own numbers."""
+    """PCG64 streams; draws of shape ``(chains, ...)`` give each chain its own numbers.
+
+    Small draws come from one PCG64 stream seeded with ``seed``. Large ones (at least
+    ``_SPLIT_SIZE`` numbers: a sweep's uniforms, HMC momenta) are filled in two halves
+    from two further streams, spawned from the same seed (NumPy's SeedSequence, so
+    all three are independent), in two threads: NumPy releases the GIL while it
+    fills, and drawing is a large share of a sweep. The split is fixed, not the
+    machine's core count, so a seed gives the same numbers everywhere.
+    """
 
     def __init__(self, seed: int):
         self._g = np.random.Generator(np.random.PCG64(seed))
+        self._parts = [np.random.Generator(np.random.PCG64(child))
+                       for child in np.random.SeedSequence(seed).spawn(_PARTS)]
+
+    def _fill(self, method: str, shape, dtype):
+        shape = check_shape(shape)
+        n = int(np.prod(shape))
+        if n < _SPLIT_SIZE:
+            return getattr(self._g, method)(shape, dtype=dtype)
+        out = np.empty(shape, dtype=dtype)
+        flat = out.reshape(-1)
+        bounds = [n * k // _PARTS for k in range(_PARTS + 1)]
+        chunks = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        pending = [_pool().submit(getattr(g, method), out=c, dtype=dtype)
+                   for g, c in zip(self._parts[1:], chunks[1:])]
+        getattr(self._parts[0], method)(out=chunks[0], dtype=dtype)
+        for f in pending:
+            f.result()
+        return out
 
     def uniform(self, shape, dtype):
-        return self._g.random(check_shape(shape), dtype=dtype)
+        return self._fill("random", shape, dtype)
 
     def normal(self, shape, dtype):
-        return self._g.standard_normal(check_shape(shape), dtype=dtype)
+        return self._fill("standard_normal", shape, dtype)
 
     def integers(self, high, shape):
         return self._g.integers(0, high, size=check_shape(shape), dtype=np.int64)
 
     def get_state(self):
-        return {"kind": "numpy-pcg64", "state": self._g.bit_generator.state}
+        return {"kind": "numpy-pcg64", "state": self._g.bit_generator.state,
+                "parts": [g.bit_generator.state for g in self._parts]}
 
     def set_state(self, state):
-        if state.get("kind") != "numpy-pcg64":
+        if state.get("kind") != "numpy-pcg64" or len(state.get("parts", ())) != _PARTS:
             raise ValueError(f"state is not a numpy generator state: kind={state.get('kind')!r}")
         self._g.bit_generator.state = state["state"]
+        for g, st in zip(self._parts, state["parts"]):
+            g.bit_generator.state = st
 
 
 def make_backend(device=None) -> Backend:
@@ -46,23 +92,42 @@ def make_backend(device=None) -> Backend:
 
 
 # --- native fast paths -----------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _lattice_graph(shape):
+    """For a (chains, L, ..., L) lattice: flat site indices; per direction mu, the flat index
+    of each site's neighbour x + e_mu (periodic); and the CSR row pointers and (unit) edge
+    weights of a graph with d entries per site. Read-only, shared between calls."""
+    n, d = int(np.prod(shape)), len(shape) - 1
+    itype = np.int32 if n * d < 2 ** 31 else np.int64
+    idx = np.arange(n, dtype=itype).reshape(shape)
+    ahead = [np.roll(idx, -1, axis=mu) for mu in range(1, d + 1)]
+    indptr, weights = np.arange(0, n * d + 1, d, dtype=itype), np.ones(n * d)
+    for a in [idx, indptr, weights] + ahead:
+        a.flags.writeable = False
+    return idx, ahead, indptr, weights
+
+
 def scipy_cluster_ids(bonds):
     """Compact cluster ids with scipy.sparse.csgraph.connected_components (one call for all chains:
     the chains' graphs are disjoint blocks of one sparse graph). SciPy numbers the components in
-    the order of their smallest node, the order ``cluster_ids`` promises. Returns (flat ids, count)."""
+    the order of their smallest node, the order ``cluster_ids`` promises. Returns (flat ids, count).
+
+    The graph is built directly in CSR form with d entries per site: the neighbour along mu
+    where the bond is active, else the site itself (a self-loop, which joins nothing). That
+    needs no compaction, sorting or duplicate summing, the costly part of COO -> CSR.
+    """
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
-    shape = bonds[0].shape
-    n = int(np.prod(shape))
-    idx = np.arange(n, dtype=np.int64).reshape(shape)
-    rows, cols = [], []
+    shape = tuple(bonds[0].shape)
+    d = len(bonds)
+    idx, ahead, indptr, weights = _lattice_graph(shape)
+    n = idx.size
+    indices = np.empty(shape + (d,), dtype=idx.dtype)
     for mu, b in enumerate(bonds):
-        b = np.asarray(b)
-        rows.append(idx[b])
-        cols.append(np.roll(idx, -1, axis=mu + 1)[b])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = sp.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n)).tocsr()
+        np.copyto(indices[..., mu], np.where(np.asarray(b), ahead[mu], idx))
+    # float64 weights: the dtype csgraph works in, so it does not convert
+    graph = sp.csr_matrix((weights, indices.reshape(-1), indptr), shape=(n, n))
     ncomp, comp = connected_components(graph, directed=False)
     return comp, int(ncomp)  # SciPy's int32 ids: an index array as good as int64, without the copy
 

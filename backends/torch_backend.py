@@ -20,61 +20,59 @@ def _import():
 
 
 class TorchGenerator:
-    """Seeded random numbers for torch tensors: NumPy's PCG64 on the CPU, a Philox
-    ``torch.Generator`` on CUDA.
+    """Seeded random numbers for torch tensors: the NumPy backend's generator on the
+    CPU, a Philox ``torch.Generator`` on CUDA.
 
     On the CPU, torch's own generator (MT19937) fills arrays serially at about half
-    the speed of NumPy's PCG64 (float64 uniforms at L = 128 x 64 chains: 2.2 ms
-    against 1.2 ms here), and a Monte Carlo sweep spends much of its time drawing.
-    So CPU draws come from NumPy and are wrapped without a copy
-    (``torch.from_numpy``); the stream is as reproducible and checkpointable.
+    the speed of NumPy's PCG64 (float64 uniforms for half of L = 128 x 64 chains:
+    2.2 ms against 1.2 ms on one core here), and a Monte Carlo sweep spends much of
+    its time drawing. So CPU draws are the NumPy backend's (same seed, same numbers,
+    large draws split over two threads), wrapped without a copy (``torch.from_numpy``).
     """
 
     def __init__(self, seed: int, device):
         import torch
+        from .numpy_backend import NumpyGenerator
         self._torch = torch
         self._device = device
         if device.type == "cpu":
-            self._np = np.random.Generator(np.random.PCG64(seed))
-            self._g = None
+            self._np, self._g = NumpyGenerator(seed), None
         else:
-            self._np = None
-            self._g = torch.Generator(device=device)
+            self._np, self._g = None, torch.Generator(device=device)
             self._g.manual_seed(seed)
 
-    def _numpy_dtype(self, dtype):
+    @staticmethod
+    def _numpy_dtype(dtype):
         return np.dtype(str(dtype).removeprefix("torch."))
 
     def uniform(self, shape, dtype):
-        shape = check_shape(shape)
         if self._np is not None:
-            return self._torch.from_numpy(self._np.random(shape, dtype=self._numpy_dtype(dtype)))
-        return self._torch.rand(shape, generator=self._g, dtype=dtype, device=self._device)
+            return self._torch.from_numpy(self._np.uniform(shape, self._numpy_dtype(dtype)))
+        return self._torch.rand(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
 
     def normal(self, shape, dtype):
-        shape = check_shape(shape)
         if self._np is not None:
-            return self._torch.from_numpy(self._np.standard_normal(shape, dtype=self._numpy_dtype(dtype)))
-        return self._torch.randn(shape, generator=self._g, dtype=dtype, device=self._device)
+            return self._torch.from_numpy(self._np.normal(shape, self._numpy_dtype(dtype)))
+        return self._torch.randn(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
 
     def integers(self, high, shape):
-        shape = check_shape(shape)
         if self._np is not None:
-            return self._torch.from_numpy(self._np.integers(0, high, size=shape, dtype=np.int64))
-        return self._torch.randint(0, high, shape, generator=self._g, dtype=self._torch.int64, device=self._device)
+            return self._torch.from_numpy(self._np.integers(high, shape))
+        return self._torch.randint(0, high, check_shape(shape), generator=self._g,
+                                   dtype=self._torch.int64, device=self._device)
 
     def get_state(self):
         if self._np is not None:
-            return {"kind": "torch-cpu-pcg64", "state": self._np.bit_generator.state}
+            return {"kind": "torch-cpu", "state": self._np.get_state()}
         return {"kind": "torch", "device": str(self._device),
                 "state": self._g.get_state().numpy().tobytes()}
 
     def set_state(self, state):
-        kind = "torch-cpu-pcg64" if self._np is not None else "torch"
+        kind = "torch-cpu" if self._np is not None else "torch"
         if state.get("kind") != kind:
             raise ValueError(f"state is not a {kind} generator state: kind={state.get('kind')!r}")
         if self._np is not None:
-            self._np.bit_generator.state = state["state"]
+            self._np.set_state(state["state"])
             return
         buf = np.frombuffer(state["state"], dtype=np.uint8).copy()
         self._g.set_state(self._torch.from_numpy(buf))

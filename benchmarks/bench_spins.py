@@ -1,7 +1,6 @@
 """Throughput of the spin-model samplers per backend, against hand-written NumPy.
 
-    python benchmarks/bench_spins.py [--backends numpy,torch] [--threads 2] [--repeats 5] [--compile]
-                                     [--malloc tuned|default]
+    python benchmarks/bench_spins.py [--backends numpy,torch] [--threads 2] [--repeats 5] [--malloc tuned|default]
 
 2D Ising at K_c, L = 128, 64 chains: checkerboard Metropolis in spin flips
 (attempted single-spin updates) per ns, and Swendsen-Wang in site updates per
@@ -77,8 +76,6 @@ def main(argv=None):
     ap.add_argument("--backends", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--compile", action="store_true",
-                    help="add a torch row with the torch.compile fast path (compilation excluded from timings)")
     ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
     args = ap.parse_args(argv)
     allocator = pin_allocator(args.malloc)
@@ -95,23 +92,18 @@ def main(argv=None):
     units_cb, units_sw = CHAINS * L * L * CB_SWEEPS, CHAINS * L * L * SW_SWEEPS
     print(f"2D Ising at K_c, L={L}, {CHAINS} chains; {args.repeats} interleaved repeats, median ratio "
           f"(min-max) hand-written NumPy time / backend time; torch threads {args.threads}; malloc {allocator}\n")
-    print(f"{'backend':15s} {'hand flips/ns':>14s} {'flips/ns':>9s} {'checkerboard ratio':>20s}   "
+    print(f"{'backend':10s} {'hand flips/ns':>14s} {'flips/ns':>9s} {'checkerboard ratio':>20s}   "
           f"{'hand SW upd/s':>14s} {'SW upd/s':>10s} {'SW ratio':>20s}")
     med = lambda r: r[len(r) // 2]  # noqa: E731
-    rows = [(name, device, False) for name, device in backends]
-    if args.compile:
-        rows += [(name, device, True) for name, device in backends if name == "torch"]
-    for name, device, fused in rows:
+    for name, device in backends:
         be = get_backend(name, device or None)
-        if be.name == "torch":
-            from portable_lattice.backends.torch_backend import use_compile
-            use_compile(fused)
+        label = name if device in (None, "", "cpu") else f"{name}:{device}"
         hb, lb, rc = interleaved(hand_cb, library(SpinCheckerboard(Ising(), K_CRITICAL), be, CB_SWEEPS), args.repeats)
         hs, ls, rs = interleaved(hand_sw, library(SwendsenWang(Ising(), K_CRITICAL), be, SW_SWEEPS), args.repeats)
-        label = (name if device in (None, "", "cpu") else f"{name}:{device}") + ("+compile" if fused else "")
-        print(f"{label:15s} {units_cb / hb * 1e-9:14.3f} {units_cb / lb * 1e-9:9.3f} "
+        print(f"{label:10s} {units_cb / hb * 1e-9:14.3f} {units_cb / lb * 1e-9:9.3f} "
               f"{med(rc):8.2f} ({rc[0]:.2f}-{rc[-1]:.2f})   {units_sw / hs:14.3e} {units_sw / ls:10.3e} "
               f"{med(rs):8.2f} ({rs[0]:.2f}-{rs[-1]:.2f})", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -45,6 +45,53 @@ def test_state_save_restore_continues_the_stream(backend):
     assert np.array_equal(first, backend.to_numpy(fresh.normal((3, 3), backend.xp.float64)))
 
 
+def test_large_draws_split_over_streams(backend):
+    """Draws of >= 2^16 numbers are filled from two spawned sub-streams (two threads on the
+    CPU): reproducible from the seed and a saved state, uniform, and with independent halves.
+    Bounds are ~5 sigma (false-alarm rate < 1e-5 per check)."""
+    shape = (4, 128, 256)  # 131072 numbers: split
+    n = 4 * 128 * 256
+    rng = backend.rng(9)
+    saved = rng.get_state()
+    u = backend.to_numpy(rng.uniform(shape, backend.xp.float64)).reshape(-1)
+    rng.set_state(saved)
+    assert np.array_equal(u, backend.to_numpy(rng.uniform(shape, backend.xp.float64)).reshape(-1))
+    assert np.array_equal(u, backend.to_numpy(backend.rng(9).uniform(shape, backend.xp.float64)).reshape(-1))
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    first, second = u[: n // 2], u[n // 2:]
+    assert not np.array_equal(first, second)
+    r = np.corrcoef(first, second)[0, 1]
+    assert abs(r) < 5 / np.sqrt(n // 2)
+    z = backend.to_numpy(rng.normal(shape, backend.xp.float64)).reshape(-1)
+    assert abs(z.mean()) < 5 / np.sqrt(n) and abs(z.var() - 1) < 5 * np.sqrt(2 / n)
+
+
+def test_torch_cpu_draws_equal_numpy_draws():
+    """The torch CPU generator is the NumPy backend's: same seed, same numbers (small and split draws)."""
+    pytest.importorskip("torch")
+    t, n = get_backend("torch").rng(4), get_backend("numpy").rng(4)
+    for shape in ((3, 5), (2, 256, 256)):
+        assert np.array_equal(t.uniform(shape, get_backend("torch").xp.float64).numpy(), n.uniform(shape, np.float64))
+        assert np.array_equal(t.normal(shape, get_backend("torch").xp.float32).numpy(), n.normal(shape, np.float32))
+    assert np.array_equal(t.integers(9, (100,)).numpy(), n.integers(9, (100,)))
+
+
+def test_numpy_generator_works_in_a_forked_child():
+    """The draw threads do not survive fork(); a child must start its own (not hang)."""
+    import multiprocessing as mp
+    import sys
+    if sys.platform != "linux":
+        pytest.skip("fork start method is Linux's default")
+    get_backend("numpy").rng(0).uniform((300, 300), np.float64)  # parent's pool exists
+    with mp.get_context("fork").Pool(1) as pool:
+        means = pool.map(_child_mean, [1])
+    assert abs(means[0] - 0.5) < 0.01
+
+
+def _child_mean(seed):
+    return float(get_backend("numpy").rng(seed).uniform((300, 300), np.float64).mean())
+
+
 def test_integers_in_range(backend):
     k = backend.to_numpy(backend.rng(1).integers(7, (1000,)))
     assert k.min() == 0 and k.max() == 6
