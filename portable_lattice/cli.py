@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--therm", type=int, default=200)
     mc.add_argument("--every", type=int, default=1)
     mc.add_argument("--levels", type=int, default=2, help="blocking steps (default 2)")
-    mc.add_argument("--input", default=None, help="analyse stored configurations (.npy, (configs, L, L) of +-1) "
-                                                  "instead of generating an ensemble")
+    mc.add_argument("--input", default=None, help="analyse stored configurations, (configs, L, L) of +-1 (or "
+                                                  "booleans), instead of generating an ensemble: FILE.npy, "
+                                                  "FILE.npz (one array) or FILE.npz:KEY")
     mc.add_argument("--pair", type=int, default=None, help="blocking step n -> n+1 reported (default: last)")
     mc.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
     mc.add_argument("--device", default=None)

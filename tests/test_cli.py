@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from portable_lattice.cli import main
@@ -114,3 +115,28 @@ def test_pem_bad_input(capsys):
     with pytest.raises(SystemExit):
         main(["pem", "--surrogate", "oracle", "--ensemble", "1", "--L", "8"])
     assert "N >= 2" in capsys.readouterr().err
+
+
+def test_mcrg_reads_npy_and_npz(tmp_path, capsys):
+    """The same stored configurations as .npy, as a named array of a .npz and as booleans give
+    the same analysis; bad files exit 2 naming --input."""
+    rng = np.random.default_rng(0)
+    s = np.where(rng.random((120, 8, 8)) < 0.5, -1, 1).astype(np.int8)
+    np.save(tmp_path / "c.npy", s)
+    np.savez(tmp_path / "c.npz", spins=s, other=s[:3])
+    np.savez(tmp_path / "b.npz", s > 0)
+    outs = []
+    for path in (tmp_path / "c.npy", f"{tmp_path / 'c.npz'}:spins", tmp_path / "b.npz"):
+        assert main(["mcrg", "--input", str(path), "--levels", "1", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        out.pop("seconds", None)
+        outs.append(out)
+    assert outs[0] == outs[1] == outs[2] and outs[0]["configs"] == 120
+    np.save(tmp_path / "zero.npy", np.zeros((4, 8, 8), np.int8))
+    np.save(tmp_path / "flat.npy", s[:, 0, :])
+    for path, message in ((tmp_path / "c.npz", "name one"), (f"{tmp_path / 'c.npz'}:nope", "no array 'nope'"),
+                          (tmp_path / "zero.npy", "the value 0"), (tmp_path / "flat.npy", "shape"),
+                          (tmp_path / "missing.npy", "cannot read")):
+        with pytest.raises(SystemExit) as e:
+            main(["mcrg", "--input", str(path), "--levels", "1"])
+        assert e.value.code == 2 and "--input" in capsys.readouterr().err

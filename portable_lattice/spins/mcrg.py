@@ -226,6 +226,42 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
     return _report(L, beta, int(S.shape[0]), levels, pair, algorithm, be.name, res.seconds, steps)
 
 
+def load_configurations(path: str) -> Any:
+    """Stored Ising configurations as a host int8 array (configs, L, L) of +-1.
+
+    ``path`` is a ``.npy`` file, or a ``.npz`` archive with one array or
+    ``archive.npz:key`` naming one. Integer arrays must hold +-1; boolean
+    arrays are read as s = 2 b - 1.
+    """
+    import importlib
+    np = importlib.import_module("numpy")  # reading files is host I/O, not core physics
+    file, _, key = path.partition(":") if path.count(":") == 1 and not path.endswith(":") else (path, "", "")
+    try:
+        data = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read --input {path!r}: {e}") from e
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            names = list(data.files)
+            if not key and len(names) != 1:
+                raise ValueError(f"--input {path!r} holds arrays {names}: name one as {file}:KEY")
+            if key and key not in names:
+                raise ValueError(f"--input {path!r}: no array {key!r} in the archive (it holds {names})")
+            data = data[key or names[0]]
+    elif key:
+        raise ValueError(f"--input {path!r}: only a .npz archive has named arrays")
+    if data.dtype == bool:
+        data = 2 * data.astype(np.int8) - 1
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"--input must hold integer +-1 spins (or booleans), got dtype {data.dtype} in {path!r}")
+    if data.ndim != 3 or data.shape[1] != data.shape[2]:
+        raise ValueError(f"--input must have shape (configs, L, L), got shape {data.shape} in {path!r}")
+    bad = (data != 1) & (data != -1)
+    if bad.any():
+        raise ValueError(f"--input must hold +-1 spins, found the value {data[bad][0]} in {path!r}")
+    return data.astype(np.int8)
+
+
 def main_mcrg(ap, args) -> int:
     """``portable-lattice mcrg``."""
     from ..analysis import format_value
@@ -233,17 +269,10 @@ def main_mcrg(ap, args) -> int:
     from ..backends import BackendUnavailableError
     try:
         if args.input:
-            import importlib
-            np = importlib.import_module("numpy")  # reading a .npy file is host I/O
-            try:
-                spins = np.load(args.input)
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot read --input {args.input!r}: {e}") from e
-            if spins.dtype.kind not in "iu":
-                raise TypeError(f"--input must hold integer +-1 spins, got dtype {spins.dtype}")
+            spins = load_configurations(args.input)
             from ..backends import get_backend
             be = get_backend(args.backend, args.device)
-            out = analyse_ensemble(be.from_numpy(spins.astype(np.int8)), levels=args.levels, pair=args.pair,
+            out = analyse_ensemble(be.from_numpy(spins), levels=args.levels, pair=args.pair,
                                    seed=args.seed)
         else:
             out = run_mcrg(L=args.L, beta=args.beta, algorithm=args.algorithm, configs=args.configs,
