@@ -5,7 +5,7 @@ import numpy as np
 
 from ._base import Backend, BackendUnavailableError, check_shape
 
-__all__ = ["make_backend", "TorchGenerator"]
+__all__ = ["make_backend", "TorchCPUGenerator", "TorchGenerator"]
 
 
 def _import():
@@ -19,61 +19,69 @@ def _import():
     return torch, xp_torch
 
 
-class TorchGenerator:
-    """Seeded random numbers for torch tensors: the NumPy backend's generator on the
-    CPU, a Philox ``torch.Generator`` on CUDA.
+class TorchCPUGenerator:
+    """Seeded random numbers for CPU tensors: the NumPy backend's generator, wrapped without a copy.
 
-    On the CPU, torch's own generator (MT19937) fills arrays serially at about half
-    the speed of NumPy's PCG64 (float64 uniforms for half of L = 128 x 64 chains:
-    2.2 ms against 1.2 ms on one core here), and a Monte Carlo sweep spends much of
-    its time drawing. So CPU draws are the NumPy backend's (same seed, same numbers,
-    large draws split over two threads), wrapped without a copy (``torch.from_numpy``).
+    torch's own CPU generator (MT19937) fills arrays serially at about half the speed
+    of NumPy's PCG64 (float64 uniforms for half of L = 128 x 64 chains: 2.2 ms against
+    1.2 ms on one core here), and a Monte Carlo sweep spends much of its time drawing.
+    Same seed, same numbers as the NumPy backend (large draws split over two threads).
     """
 
-    def __init__(self, seed: int, device):
+    def __init__(self, seed: int):
         import torch
         from .numpy_backend import NumpyGenerator
-        self._torch = torch
-        self._device = device
-        if device.type == "cpu":
-            self._np, self._g = NumpyGenerator(seed), None
-        else:
-            self._np, self._g = None, torch.Generator(device=device)
-            self._g.manual_seed(seed)
+        self._torch, self._np = torch, NumpyGenerator(seed)
 
     @staticmethod
     def _numpy_dtype(dtype):
         return np.dtype(str(dtype).removeprefix("torch."))
 
     def uniform(self, shape, dtype):
-        if self._np is not None:
-            return self._torch.from_numpy(self._np.uniform(shape, self._numpy_dtype(dtype)))
+        return self._torch.from_numpy(self._np.uniform(shape, self._numpy_dtype(dtype)))
+
+    def normal(self, shape, dtype):
+        return self._torch.from_numpy(self._np.normal(shape, self._numpy_dtype(dtype)))
+
+    def integers(self, high, shape):
+        return self._torch.from_numpy(self._np.integers(high, shape))
+
+    def get_state(self):
+        return {"kind": "torch-cpu", "state": self._np.get_state()}
+
+    def set_state(self, state):
+        if state.get("kind") != "torch-cpu":
+            raise ValueError(f"state is not a torch-cpu generator state: kind={state.get('kind')!r}")
+        self._np.set_state(state["state"])
+
+
+class TorchGenerator:
+    """A Philox ``torch.Generator`` on a CUDA device."""
+
+    def __init__(self, seed: int, device):
+        import torch
+        self._torch = torch
+        self._device = device
+        self._g = torch.Generator(device=device)
+        self._g.manual_seed(seed)
+
+    def uniform(self, shape, dtype):
         return self._torch.rand(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
 
     def normal(self, shape, dtype):
-        if self._np is not None:
-            return self._torch.from_numpy(self._np.normal(shape, self._numpy_dtype(dtype)))
         return self._torch.randn(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
 
     def integers(self, high, shape):
-        if self._np is not None:
-            return self._torch.from_numpy(self._np.integers(high, shape))
         return self._torch.randint(0, high, check_shape(shape), generator=self._g,
                                    dtype=self._torch.int64, device=self._device)
 
     def get_state(self):
-        if self._np is not None:
-            return {"kind": "torch-cpu", "state": self._np.get_state()}
         return {"kind": "torch", "device": str(self._device),
                 "state": self._g.get_state().numpy().tobytes()}
 
     def set_state(self, state):
-        kind = "torch-cpu" if self._np is not None else "torch"
-        if state.get("kind") != kind:
-            raise ValueError(f"state is not a {kind} generator state: kind={state.get('kind')!r}")
-        if self._np is not None:
-            self._np.set_state(state["state"])
-            return
+        if state.get("kind") != "torch":
+            raise ValueError(f"state is not a torch generator state: kind={state.get('kind')!r}")
         buf = np.frombuffer(state["state"], dtype=np.uint8).copy()
         self._g.set_state(self._torch.from_numpy(buf))
 
@@ -103,7 +111,8 @@ def make_backend(device=None) -> Backend:
         return torch.as_tensor(np.asarray(a), device=dev)
 
     return Backend(name="torch", xp=xp, device=dev,
-                   _make_rng=lambda seed: TorchGenerator(seed, dev),
+                   _make_rng=(TorchCPUGenerator if dev.type == "cpu"
+                              else lambda seed: TorchGenerator(seed, dev)),
                    _to_numpy=to_numpy, _from_numpy=from_numpy)
 
 

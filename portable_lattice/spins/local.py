@@ -85,7 +85,7 @@ class SpinCheckerboard:
         dE = 2 s_x (J sum_nb s_nb + h), accepted where u < exp(-beta dE).
         Returns the new blocks and the accepted flips per chain (as ``u``'s dtype).
         Not routed through the torch.compile accelerator: on this 2-core CPU the fused
-        kernel ran at 0.86x of the eager one (``benchmarks/bench_spins.py --compile``).
+        kernel ran at 0.86x of the eager one (bench_spins.py's sweep, measured once).
         """
         xp = array_namespace(active)
         board = Checkerboard(active.ndim - 2)
