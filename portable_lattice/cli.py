@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "booleans), instead of generating an ensemble: FILE.npy, "
                                                   "FILE.npz (one array) or FILE.npz:KEY")
     mc.add_argument("--pair", type=int, default=None, help="blocking step n -> n+1 reported (default: last)")
+    mc.add_argument("--basis", default="symmetric", choices=["symmetric", "oriented"],
+                    help="couplings summed over rotations/reflections (default), or one orientation per shape "
+                         "as in the inverse-RG authors' code")
     mc.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
     mc.add_argument("--device", default=None)
     mc.add_argument("--seed", type=int, default=0)

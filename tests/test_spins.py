@@ -151,6 +151,22 @@ def test_mcrg_couplings():
     np.testing.assert_allclose(measure_couplings(np.rot90(s, axes=(1, 2)).copy()), S)
 
 
+def test_mcrg_oriented_basis_averages_to_the_symmetric_one():
+    """Over the 8 D4 images of a configuration, one orientation of a shape sums to
+    8 / (number of its images) times the symmetrised coupling."""
+    s = np.random.default_rng(2).choice(np.array([-1, 1], np.int8), size=(3, 6, 6))
+    images = [np.rot90(s, k, axes=(1, 2)) for k in range(4)]
+    images += [np.flip(x, axis=1) for x in images]
+    total = sum(measure_couplings(np.ascontiguousarray(x), basis="oriented") for x in images)
+    n_images = np.array([len(imgs) for _, imgs in COUPLINGS])
+    np.testing.assert_allclose(total, 8 / n_images * measure_couplings(s))
+    oriented = measure_couplings(s, basis="oriented")
+    assert oriented[0, 1] == (s[0] * np.roll(s[0], -1, 1)).sum()  # (0,0)-(0,1): one direction only
+    assert not np.allclose(oriented, measure_couplings(s))
+    with pytest.raises(ValueError, match="basis=.diagonal."):
+        measure_couplings(s, basis="diagonal")
+
+
 def test_t_matrix_recovers_a_known_linear_map():
     """If S_coarse = S_fine @ R^T + noise then T = B^-1 A recovers the spectrum of the map."""
     rng = np.random.default_rng(1)

@@ -17,6 +17,12 @@ T_{ab} = dK_a^(n+1)/dK_b^(n), and the exponents y = ln(lambda)/ln 2 from its
 eigenvalues lambda: the largest odd one gives y_h, the largest even one y_t.
 Errors come from a jackknife over blocks of configurations. The small dense
 linear algebra runs on the host (NumPy via the backend layer).
+
+``basis="oriented"`` measures instead one fixed orientation of each shape
+(the class representative, without the D4 sum), as the inverse-RG authors'
+public code does. The truncated T then also carries the operators' non-
+symmetric parts: y_h and y_t barely move, but the redundant exponent and the
+ordering behind "omega" do (see the README's MCRG section for measured values).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from array_api_compat import array_namespace
 
 from ..lattice import shift
 
-__all__ = ["COUPLINGS", "ODD", "EVEN", "measure_couplings", "t_matrix_exponents", "run_mcrg", "analyse_ensemble"]
+__all__ = ["COUPLINGS", "ODD", "EVEN", "BASES", "measure_couplings", "t_matrix_exponents", "run_mcrg", "analyse_ensemble"]
 
 
 def _translate_to_origin(shape):
@@ -58,15 +64,26 @@ COUPLINGS = _build_couplings()
 #: indices of the spin-flip odd (1 or 3 spins) and even (2 or 4 spins) couplings
 ODD = [i for i, (rep, _) in enumerate(COUPLINGS) if len(rep) % 2 == 1]
 EVEN = [i for i, (rep, _) in enumerate(COUPLINGS) if len(rep) % 2 == 0]
+#: operator bases: the D4-symmetrised sums, or one orientation (the representative) per class
+BASES = ("symmetric", "oriented")
 
 
-def measure_couplings(s: Any) -> Any:
+def check_basis(basis: str) -> str:
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {BASES}, got basis={basis!r}")
+    return basis
+
+
+def measure_couplings(s: Any, basis: str = "symmetric") -> Any:
     """S_a per chain for the 36 couplings: array (chains, 36), float64.
 
     Extensive (summed over the lattice, not divided by V): S_a is the operator
     conjugate to K_a, which is what the chain rule of Eq. 18 differentiates.
-    Per-site values would scale T by V_coarse / V_fine = 1/4.
+    Per-site values would scale T by V_coarse / V_fine = 1/4. ``basis``
+    "symmetric" sums each shape over its D4 images; "oriented" takes only
+    the class representative (one orientation).
     """
+    check_basis(basis)
     xp = array_namespace(s)
     if s.ndim != 3:
         raise ValueError(f"MCRG couplings are defined for 2D Ising spins, got shape {tuple(s.shape)}")
@@ -75,9 +92,9 @@ def measure_couplings(s: Any) -> Any:
         for dy in range(3):
             shifted[(dx, dy)] = shift(shift(s, 0, dx), 1, dy)  # s_{x + (dx, dy)}
     cols = []
-    for _, images in COUPLINGS:
+    for rep, images in COUPLINGS:
         total = None
-        for image in images:
+        for image in (images if basis == "symmetric" else [rep]):
             prod = shifted[image[0]]
             for p in image[1:]:
                 prod = prod * shifted[p]
@@ -145,8 +162,9 @@ def t_matrix_exponents(S_fine, S_coarse, n_blocks: int = 20) -> dict:
 
 
 def analyse_ensemble(spins: Any, *, levels: int = 2, pair: int | None = None, seed: int = 0,
-                     n_blocks: int = 20, batch: int = 256) -> dict:
+                     n_blocks: int = 20, batch: int = 256, basis: str = "symmetric") -> dict:
     """MCRG on stored configurations: ``spins`` (configs, L, L) of +-1 (any backend)."""
+    check_basis(basis)
     from ..backends import backend_of
     from .blocking import block_levels
     from .models import Ising, check_spins
@@ -163,17 +181,18 @@ def analyse_ensemble(spins: Any, *, levels: int = 2, pair: int | None = None, se
     chunks = []
     for start in range(0, spins.shape[0], batch):
         s = spins[start:start + batch, ...]
-        chunks.append(be.to_numpy(xp.stack([measure_couplings(b) for b in block_levels(s, rng, levels)], axis=1)))
+        chunks.append(be.to_numpy(xp.stack([measure_couplings(b, basis) for b in block_levels(s, rng, levels)],
+                                           axis=1)))
     import importlib
     np = importlib.import_module("numpy")
     S = np.concatenate(chunks)
     steps = {n: t_matrix_exponents(S[:, n, :], S[:, n + 1, :], n_blocks) for n in range(levels)}
-    return _report(L, None, int(S.shape[0]), levels, pair, "stored ensemble", be.name, 0.0, steps)
+    return _report(L, None, int(S.shape[0]), levels, pair, "stored ensemble", be.name, 0.0, steps, basis)
 
 
-def _report(L, beta, configs, levels, pair, algorithm, backend, seconds, steps):
+def _report(L, beta, configs, levels, pair, algorithm, backend, seconds, steps, basis):
     chosen = steps[pair]
-    return {"L": L, "beta": beta, "configs": configs, "levels": levels, "pair": [pair, pair + 1],
+    return {"L": L, "beta": beta, "configs": configs, "levels": levels, "pair": [pair, pair + 1], "basis": basis,
             "algorithm": algorithm, "backend": backend, "seconds": seconds,
             "exponents": {k: {"value": v[0], "error": v[1]} for k, v in chosen["exponents"].items()},
             "eigenvalues": chosen["eigenvalues"],
@@ -184,7 +203,7 @@ def _report(L, beta, configs, levels, pair, algorithm, backend, seconds, steps):
 def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swendsen-wang", configs: int = 10000,
              chains: int = 64, therm: int = 200, every: int = 1, levels: int = 2, pair: int | None = None,
              backend: Any = "numpy", device: Any = None, seed: int = 0, progress: bool | None = None,
-             n_blocks: int = 20) -> dict:
+             n_blocks: int = 20, basis: str = "symmetric") -> dict:
     """Generate a 2D Ising ensemble, block it ``levels`` times and run the MCRG analysis.
 
     ``pair`` selects the blocking step n -> n+1 analysed (default: the last,
@@ -199,6 +218,7 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
     from .simulate import make_spin_kernel
 
     beta = K_CRITICAL if beta is None else beta
+    check_basis(basis)
     for name, v in (("L", L), ("configs", configs), ("chains", chains), ("levels", levels), ("every", every)):
         positive_int(name, v)
     if L % (2 ** levels) or L // 2 ** levels < 3:
@@ -215,7 +235,7 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
 
     def measure(s):
         xp = array_namespace(s)
-        return {"S": xp.stack([measure_couplings(b) for b in block_levels(s, rng, levels)], axis=1)}
+        return {"S": xp.stack([measure_couplings(b, basis) for b in block_levels(s, rng, levels)], axis=1)}
 
     res = run(kernel, model.random(rng, (chains, L, L), be.xp.float64), rng, n_therm=therm,
               n_measure=n_measure, every=every, measure=measure, analyse=lambda series: {},
@@ -223,7 +243,7 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
     S = res.series["S"]  # (n_measure, chains, levels + 1, 36), host
     S = S.reshape((-1,) + tuple(S.shape[2:]))
     steps = {n: t_matrix_exponents(S[:, n, :], S[:, n + 1, :], n_blocks) for n in range(levels)}
-    return _report(L, beta, int(S.shape[0]), levels, pair, algorithm, be.name, res.seconds, steps)
+    return _report(L, beta, int(S.shape[0]), levels, pair, algorithm, be.name, res.seconds, steps, basis)
 
 
 def load_configurations(path: str) -> Any:
@@ -273,12 +293,13 @@ def main_mcrg(ap, args) -> int:
             from ..backends import get_backend
             be = get_backend(args.backend, args.device)
             out = analyse_ensemble(be.from_numpy(spins), levels=args.levels, pair=args.pair,
-                                   seed=args.seed)
+                                   seed=args.seed, basis=args.basis)
         else:
             out = run_mcrg(L=args.L, beta=args.beta, algorithm=args.algorithm, configs=args.configs,
                        chains=args.chains, therm=args.therm, every=args.every, levels=args.levels,
                        pair=args.pair, backend=args.backend, device=args.device, seed=args.seed,
-                       progress=False if args.json and args.progress is None else args.progress)
+                       progress=False if args.json and args.progress is None else args.progress,
+                       basis=args.basis)
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"portable-lattice mcrg: error: {e}\n")
     if args.json:
@@ -286,7 +307,8 @@ def main_mcrg(ap, args) -> int:
         return 0
     beta = "stored" if out["beta"] is None else f"{out['beta']:.6f}"
     print(f"MCRG: 2D Ising L={out['L']} beta={beta} | {out['algorithm']} on {out['backend']} | "
-          f"{out['configs']} configurations, {out['seconds']:.1f} s | 36 couplings (11 odd, 25 even)\n")
+          f"{out['configs']} configurations, {out['seconds']:.1f} s | 36 couplings (11 odd, 25 even), "
+          f"{out['basis']} basis\n")
     print(f"{'step':8s} {'y_h':>14s} {'y_t':>12s} {'redundant':>12s} {'omega':>12s}")
     for step, ex in out["steps"].items():
         print(f"{step:8s} " + " ".join(f"{format_value(ex[k]['value'], ex[k]['error']):>12s}"
