@@ -181,3 +181,20 @@ def test_dataset_training_save_load_and_residuals(tmp_path):
     assert s["n"] == 8 * 64 and s["sigma"] > 0 and 0 <= s["tail_3sigma"] <= 1
     width = s["edges"][1] - s["edges"][0]
     assert sum(s["density"]) * width == pytest.approx(1.0, abs=0.05)
+
+
+def test_member_subsets_random_overlap_and_disjoint_blocks():
+    from portable_lattice.nn.train import member_subsets
+    random = member_subsets(180, 10, 90, seed=0)
+    assert all(len(p) == 90 and len(set(p.tolist())) == 90 for p in random)
+    # 90 of 180 drawn independently: two members share about half their configurations
+    overlaps = [len(set(a.tolist()) & set(b.tolist())) for i, a in enumerate(random) for b in random[i + 1:]]
+    assert 30 < np.mean(overlaps) < 60
+    disjoint = member_subsets(900, 10, 90, seed=0, disjoint=True)
+    union = np.concatenate(disjoint)
+    assert union.size == 900 and np.unique(union).size == 900
+    assert all(len(p) == 40 for p in member_subsets(40, 3, None))  # everyone trains on all
+    with pytest.raises(ValueError, match="subset=90"):
+        member_subsets(800, 10, 90, disjoint=True)
+    with pytest.raises(ValueError, match="subset=None"):
+        member_subsets(800, 10, None, disjoint=True)

@@ -57,22 +57,45 @@ def train_member(model: torch.nn.Module, phi, grad, *, epochs: int, batch_size: 
     return curve
 
 
+def member_subsets(n: int, n_members: int, subset: int | None, seed: int = 0,
+                   disjoint: bool = False) -> list[np.ndarray]:
+    """Indices of the configurations each member trains on.
+
+    Random subsets (member i draws its own ``subset`` of the ``n``, seeded by
+    ``seed + 1000 + i``, so members overlap), or with ``disjoint`` consecutive
+    blocks of one permutation, so no two members share a configuration.
+    """
+    if subset is None:
+        if disjoint:
+            raise ValueError("disjoint training sets need a subset size, got subset=None")
+        return [np.arange(n) for _ in range(n_members)]
+    if disjoint:
+        if n_members * subset > n:
+            raise ValueError(f"disjoint subsets need n_members * subset <= {n} configurations, "
+                             f"got {n_members} x subset={subset}")
+        perm = np.random.default_rng(seed + 1000).permutation(n)
+        return [perm[i * subset:(i + 1) * subset] for i in range(n_members)]
+    return [np.random.default_rng(seed + 1000 + i).permutation(n)[:subset] for i in range(n_members)]
+
+
 def train_ensemble(n_members: int, phi, grad, *, subset: int | None = None, epochs: int = 150,
                    channels: int = 16, kernel_size: int = 3, batch_size: int = 32, lr: float = 1e-3,
-                   seed: int = 0, dtype=torch.float32, log: Callable[[str], None] | None = None):
-    """N ResidualCNN members, each initialised from ``seed + i`` and trained on its own random
-    ``subset`` of the configurations (all of them if None). Returns (models, curves)."""
+                   seed: int = 0, dtype=torch.float32, disjoint: bool = False,
+                   log: Callable[[str], None] | None = None):
+    """N ResidualCNN members, each initialised from ``seed + i`` and trained on its own
+    ``subset`` of the configurations (all of them if None; random and overlapping, or
+    with ``disjoint`` non-overlapping, see :func:`member_subsets`). Returns (models, curves)."""
     n = int(_as_tensor(phi).shape[0])
     if n_members < 1:
         raise ValueError(f"n_members must be positive, got n_members={n_members}")
     if subset is not None and not 2 <= subset <= n:
         raise ValueError(f"subset must be between 2 and the {n} configurations, got subset={subset}")
+    picks = member_subsets(n, n_members, subset, seed, disjoint)
     dim = _as_tensor(phi).ndim - 1
     models, curves = [], []
-    for i in range(n_members):
+    for i, pick in enumerate(picks):
         torch.manual_seed(seed + i)
         model = ResidualCNN(channels, kernel_size, dim).to(dtype)
-        pick = np.random.default_rng(seed + 1000 + i).permutation(n)[:subset] if subset else np.arange(n)
         curves.append(train_member(model, _as_tensor(phi)[pick], _as_tensor(grad)[pick], epochs=epochs,
                                    batch_size=batch_size, lr=lr, seed=seed + i,
                                    log=(lambda s, i=i: log(f"member {i}: {s}")) if log else None))

@@ -99,6 +99,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--channels", type=int, default=16)
     ap.add_argument("--train-configs", type=int, default=90)
+    ap.add_argument("--pool", type=int, default=None,
+                    help="training pool the members draw from (default: 2 x --train-configs)")
+    ap.add_argument("--disjoint", action="store_true",
+                    help="give every member its own --train-configs configurations (needs a pool of N x that)")
     ap.add_argument("--chains", type=int, default=8)
     ap.add_argument("--sweeps", type=int, default=100, help="plain-surrogate sweeps; every 10th is analysed")
     ap.add_argument("--step", type=float, default=1.0)
@@ -115,12 +119,15 @@ def main(argv=None):
     t0 = time.perf_counter()
     action = Phi4.from_beta_g(args.beta, args.g)
     be = get_backend("numpy")
-    pool, held_out = 2 * args.train_configs, 64
+    pool, held_out = (2 * args.train_configs if args.pool is None else args.pool), 64
+    if args.disjoint and pool < args.ensemble * args.train_configs:
+        raise SystemExit(f"--disjoint needs --pool >= {args.ensemble * args.train_configs}, got {pool}")
     phi, grad = gradient_dataset(action, args.L, pool + held_out, chains=args.chains, seed=args.seed + 1)
     print(f"data: {pool + held_out} configurations at L = {args.L}, beta = {args.beta} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
     models, _ = train_ensemble(args.ensemble, phi[:pool], grad[:pool], subset=args.train_configs,
-                               epochs=args.epochs, channels=args.channels, seed=args.seed)
+                               epochs=args.epochs, channels=args.channels, seed=args.seed,
+                               disjoint=args.disjoint)
     ensemble = TorchEnsemble(models)
     print(f"trained {args.ensemble} members ({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -154,7 +161,8 @@ def main(argv=None):
             ("rms dS error delta e", "rms_dS_error"),
             ("fraction |e| > 3 sigma/sqrt N", "beyond_3_sigma_of_mean")]
     lines = [f"# PEM diagnosis: beta = {args.beta}, g = {args.g}, L = {args.L}, N = {args.ensemble}, "
-             f"{args.epochs} epochs, {args.channels} channels", "",
+             f"{args.epochs} epochs, {args.channels} channels, {args.train_configs} of {pool} configurations "
+             f"per member ({'disjoint' if args.disjoint else 'random, overlapping'})", "",
              f"| quantity | {' | '.join(results)} |", "|---|" + "---|" * len(results)]
     for label, key in rows:
         lines.append(f"| {label} | " + " | ".join(format_value(*r[key]) for r in results.values()) + " |")
