@@ -131,7 +131,10 @@ def test_mcrg_reads_npy_and_npz(tmp_path, capsys):
         out = json.loads(capsys.readouterr().out)
         out.pop("seconds", None)
         outs.append(out)
-    assert outs[0] == outs[1] == outs[2] and outs[0]["configs"] == 120
+    assert outs[0] == outs[1] == outs[2] and outs[0]["configs"] == 120 and outs[0]["basis"] == "symmetric"
+    assert main(["mcrg", "--input", str(tmp_path / "c.npy"), "--levels", "1", "--basis", "oriented", "--json"]) == 0
+    oriented = json.loads(capsys.readouterr().out)
+    assert oriented["basis"] == "oriented" and oriented["exponents"] != outs[0]["exponents"]
     np.save(tmp_path / "zero.npy", np.zeros((4, 8, 8), np.int8))
     np.save(tmp_path / "flat.npy", s[:, 0, :])
     for path, message in ((tmp_path / "c.npz", "name one"), (f"{tmp_path / 'c.npz'}:nope", "no array 'nope'"),

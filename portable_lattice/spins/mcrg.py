@@ -32,9 +32,11 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from .._checks import choice
 from ..lattice import shift
 
-__all__ = ["COUPLINGS", "ODD", "EVEN", "BASES", "measure_couplings", "t_matrix_exponents", "run_mcrg", "analyse_ensemble"]
+__all__ = ["COUPLINGS", "ODD", "EVEN", "BASES", "measure_couplings", "t_matrix_exponents", "run_mcrg",
+           "analyse_ensemble"]
 
 
 def _translate_to_origin(shape):
@@ -68,12 +70,6 @@ EVEN = [i for i, (rep, _) in enumerate(COUPLINGS) if len(rep) % 2 == 0]
 BASES = ("symmetric", "oriented")
 
 
-def check_basis(basis: str) -> str:
-    if basis not in BASES:
-        raise ValueError(f"basis must be one of {BASES}, got basis={basis!r}")
-    return basis
-
-
 def measure_couplings(s: Any, basis: str = "symmetric") -> Any:
     """S_a per chain for the 36 couplings: array (chains, 36), float64.
 
@@ -83,7 +79,7 @@ def measure_couplings(s: Any, basis: str = "symmetric") -> Any:
     "symmetric" sums each shape over its D4 images; "oriented" takes only
     the class representative (one orientation).
     """
-    check_basis(basis)
+    choice("basis", basis, BASES)
     xp = array_namespace(s)
     if s.ndim != 3:
         raise ValueError(f"MCRG couplings are defined for 2D Ising spins, got shape {tuple(s.shape)}")
@@ -164,7 +160,7 @@ def t_matrix_exponents(S_fine, S_coarse, n_blocks: int = 20) -> dict:
 def analyse_ensemble(spins: Any, *, levels: int = 2, pair: int | None = None, seed: int = 0,
                      n_blocks: int = 20, batch: int = 256, basis: str = "symmetric") -> dict:
     """MCRG on stored configurations: ``spins`` (configs, L, L) of +-1 (any backend)."""
-    check_basis(basis)
+    choice("basis", basis, BASES)
     from ..backends import backend_of
     from .blocking import block_levels
     from .models import Ising, check_spins
@@ -218,7 +214,7 @@ def run_mcrg(*, L: int = 32, beta: float | None = None, algorithm: str = "swends
     from .simulate import make_spin_kernel
 
     beta = K_CRITICAL if beta is None else beta
-    check_basis(basis)
+    choice("basis", basis, BASES)
     for name, v in (("L", L), ("configs", configs), ("chains", chains), ("levels", levels), ("every", every)):
         positive_int(name, v)
     if L % (2 ** levels) or L // 2 ** levels < 3:
