@@ -2,6 +2,7 @@
 
     python studies/pem/diagnose.py [--L 48] [--beta 0.7] [--ensemble 10] [--epochs 150]
                                    [--channels 16] [--sweeps 100] [--out studies/pem/out]
+                                   [--train-configs 90] [--pool 180] [--disjoint]
 
 The penalty of Eq. 10 assumes that the N members' gradients scatter around the
 exact one like independent draws: then the ensemble mean's error has variance
