@@ -121,6 +121,8 @@ def main(argv=None):
     action = Phi4.from_beta_g(args.beta, args.g)
     be = get_backend("numpy")
     pool, held_out = (2 * args.train_configs if args.pool is None else args.pool), 64
+    if not 2 <= args.train_configs <= pool:
+        raise SystemExit(f"--train-configs must be between 2 and --pool={pool}, got {args.train_configs}")
     if args.disjoint and pool < args.ensemble * args.train_configs:
         raise SystemExit(f"--disjoint needs --pool >= {args.ensemble * args.train_configs}, got {pool}")
     phi, grad = gradient_dataset(action, args.L, pool + held_out, chains=args.chains, seed=args.seed + 1)
