@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from portable_lattice import Phi4  # noqa: E402
+from portable_lattice.backends import BackendUnavailableError, backend_of, get_backend  # noqa: E402
 from portable_lattice.backends.surrogate import TorchEnsemble  # noqa: E402
 from portable_lattice.nn import ResidualCNN  # noqa: E402
 from portable_lattice.samplers import State  # noqa: E402
@@ -65,25 +66,39 @@ def test_inference_form_equals_the_members(dim, kernel_size, L):
         ResidualCNN.stack([ResidualCNN(4, kernel_size, dim)])
 
 
+def _torch_device(backend):
+    """The torch device of a backend's arrays: where its surrogate must live."""
+    if backend.name == "torch":
+        return backend.device
+    if backend.name == "cupy":
+        return torch.device("cuda", backend.device.id)
+    return torch.device("cpu")
+
+
 def test_ensemble_adapter_on_every_backend(backend):
     models = _members(3)
+    host = np.random.default_rng(1).normal(size=(5, 8, 8))
+    with torch.no_grad():  # the reference: the modules on the host, one after another
+        preds = torch.stack([m(torch.from_numpy(host).unsqueeze(1)) for m in models])[:, :, 0]
+    dev = _torch_device(backend)
+    models = [m.to(dev) for m in models]
     ens = TorchEnsemble(models)
     loop = TorchEnsemble(models, vectorised=False)
     fused = TorchEnsemble(models, vectorised=True)
-    host = np.random.default_rng(1).normal(size=(5, 8, 8))
     phi = backend.from_numpy(host, "float64")
     mean, var = ens(phi)
     assert type(mean) is type(phi) and mean.dtype == phi.dtype and tuple(mean.shape) == (5, 8, 8)
-    with torch.no_grad():
-        preds = torch.stack([m(torch.from_numpy(host).unsqueeze(1)) for m in models])[:, :, 0]
+    assert str(backend_of(mean).device) == str(backend.device)
     np.testing.assert_allclose(backend.to_numpy(mean), preds.mean(0).numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(backend.to_numpy(var), preds.var(0, unbiased=True).numpy(), rtol=1e-9, atol=1e-12)
     for other in (loop, fused):
         m2, v2 = other(phi)
         np.testing.assert_allclose(backend.to_numpy(m2), backend.to_numpy(mean), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(backend.to_numpy(v2), backend.to_numpy(var), rtol=1e-8, atol=1e-12)
-    # default on CPU: one fused pass while dispatch dominates, the loop over inference forms above
-    assert ens._one_pass(torch.zeros(5, 8, 8)) and not ens._one_pass(torch.zeros(4, 48, 48))
+    # default on CPU: one fused pass while dispatch dominates, the loop over inference forms above;
+    # on CUDA always one pass
+    assert ens._one_pass(torch.zeros(5, 8, 8))
+    assert ens._one_pass(torch.zeros(4, 48, 48)) == (dev.type == "cuda")
     assert not loop._one_pass(torch.zeros(1, 8, 8)) and fused._one_pass(torch.zeros(64, 48, 48))
     chunked = TorchEnsemble(models, chunk=2)
     np.testing.assert_allclose(backend.to_numpy(chunked(phi)[0]), backend.to_numpy(mean), rtol=1e-12)
@@ -95,6 +110,24 @@ def test_zero_copy_from_numpy():
     phi = np.random.default_rng(2).normal(size=(2, 8, 8))
     x = ens._to_torch(phi)
     assert x.data_ptr() == phi.__array_interface__["data"][0]
+
+
+def test_zero_copy_between_cupy_and_torch_cuda():
+    """CuPy fields reach a CUDA surrogate through DLPack, without a copy, and come back as CuPy."""
+    try:
+        be = get_backend("cupy")
+    except BackendUnavailableError:
+        pytest.skip("no usable CuPy GPU on this machine")
+    m = _members(1)[0].to(_torch_device(be))
+    ens = TorchEnsemble([m])
+    phi = be.from_numpy(np.random.default_rng(2).normal(size=(2, 8, 8)), "float64")
+    x = ens._to_torch(phi)
+    assert x.is_cuda and x.data_ptr() == phi.data.ptr
+    mean, var = ens(phi)
+    assert backend_of(mean).name == "cupy" and var is None
+    with torch.no_grad():
+        ref = m(torch.from_numpy(be.to_numpy(phi)).to(x.device).unsqueeze(1))[:, 0]
+    np.testing.assert_allclose(be.to_numpy(mean), ref.cpu().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_float32_network_float64_field():
