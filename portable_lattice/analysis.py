@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 __all__ = ["Estimate", "gamma_method", "chain_error", "derived", "jackknife_blocks"]
 
@@ -73,7 +73,7 @@ def _autocovariance(x: Any, mean: float) -> Any:
         size *= 2
     f = xp.fft.rfft(dev, n=size, axis=0)
     acf = xp.fft.irfft(f * xp.conj(f), n=size, axis=0)[:n, :]
-    pairs = xp.astype(xp.arange(n, 0, -1), x.dtype) * chains  # number of (i, i+t) pairs over all chains
+    pairs = xp.astype(xp.arange(n, 0, -1, device=device(x)), x.dtype) * chains  # number of (i, i+t) pairs over all chains
     return xp.sum(acf, axis=1) / pairs
 
 

@@ -48,3 +48,29 @@ def test_holm():
     assert holm([1e-6, 0.5, 0.01], 1e-3) == [True, False, False]
     assert holm([0.2, 0.3], 1e-3) == [False, False]
     assert p_value(0.0) == 1.0 and p_value(float("inf")) == 0.0
+
+
+def test_a_crashing_backend_fails_its_case_and_the_suite_goes_on(monkeypatch):
+    """A case that raises (as cupyx did without pylibcugraph) is a failed check, not a crash."""
+    import conformance.suite as suite
+    keep = [c for c in suite.CASES if c.name == "decoupled-metropolis"]
+    monkeypatch.setattr(suite, "CASES", keep)
+    monkeypatch.setattr(suite, "SPIN_CASES", [])
+    monkeypatch.setattr(suite, "hmc_integrator_checks", lambda name, device: [])
+
+    def broken_oracle(name, device):
+        raise RuntimeError("pylibcugraph is not available")
+    monkeypatch.setattr(suite, "pem_oracle_checks", broken_oracle)
+    real = suite.run_case
+
+    def crash_on_torch(case, name, device=None):
+        if name == "torch":
+            raise RuntimeError("device lost")
+        return real(case, name, device)
+    monkeypatch.setattr(suite, "run_case", crash_on_torch)
+    report = suite.run_suite([("numpy", None), ("torch", None)], quick=True, log=lambda s: None)
+    failed = [(c["case"], c["backend"], c["detail"]) for c in report["checks"] if not c["passed"]]
+    assert not report["passed"]
+    assert ("decoupled-metropolis", "torch", "RuntimeError: device lost") in failed
+    assert ("pem_oracle_checks", "numpy", "RuntimeError: pylibcugraph is not available") in failed
+    assert any(c["backend"] == "numpy" and c["kind"] == "exact" and c["passed"] for c in report["checks"])

@@ -3,6 +3,7 @@ import pytest
 
 from portable_lattice import (HMC, LEAPFROG, MALA, OMELYAN, CheckerboardMetropolis, Integrator, Langevin, Phi4,
                               RandomSiteMetropolis)
+from portable_lattice.backends import backend_of
 from portable_lattice.samplers import integrate
 
 ACTION = Phi4.from_beta_g(0.5, 0.1)
@@ -27,6 +28,9 @@ def test_kernel_step_shapes_and_reproducibility(backend, kernel):
         for _ in range(2):
             state, info = kernel.step(state, rng)
         outs.append(backend.to_numpy(state.phi))
+        # everything a step returns lives on the field's device (a CPU acceptance broke torch:cuda runs)
+        for a in (state.phi, info.acceptance):
+            assert str(backend_of(a).device) == str(backend.device)
         acc = backend.to_numpy(info.acceptance)
         assert acc.shape == (3,) and np.all((0 <= acc) & (acc <= 1))
     assert np.array_equal(outs[0], outs[1])          # same seed: bit for bit

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .._checks import positive_float
 from ..lattice import lattice_axes
@@ -56,7 +56,7 @@ class Langevin(_LangevinProposal):
         xp = array_namespace(phi)
         # no accept test, so the action is not needed: only the next drift
         new = State(phi=phi, grad=self.action.grad_action(phi))
-        return new, Info(acceptance=xp.ones(phi.shape[0], dtype=phi.dtype))
+        return new, Info(acceptance=xp.ones(phi.shape[0], dtype=phi.dtype, device=device(phi)))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from ..analysis import Estimate, derived, gamma_method
 
@@ -79,6 +79,6 @@ def magnetisation_histogram(m: Any, L: int, bins: int = 41, beta_over_nu: float 
     per_chain = xp.stack(counts, axis=1)  # (chains, bins)
     p = xp.mean(per_chain, axis=0)
     p_err = xp.std(per_chain, axis=0, correction=1) / math.sqrt(chains) if chains > 1 else xp.zeros_like(p)
-    centres = -m_max + width * (xp.astype(xp.arange(bins), xp.float64) + 0.5)
+    centres = -m_max + width * (xp.astype(xp.arange(bins, device=device(m)), xp.float64) + 0.5)
     scale = float(L) ** beta_over_nu
     return {"m": centres, "p": p, "p_err": p_err, "x": centres * scale, "y": p / scale, "y_err": p_err / scale}
