@@ -60,7 +60,7 @@ def main(argv=None):
     models = [ResidualCNN(args.channels).eval().to(dev) for _ in range(args.members)]
     action = Phi4.from_beta_g(0.5, 0.1)
     L, V, chains = args.L, args.L ** 2, args.chains
-    phi = be.rng(0).normal((chains, L, L), np.float64)
+    phi = be.rng(0).normal((chains, L, L), be.dtype("float64"))
 
     rows = []
     for mode in ("parallel", "sequential"):
