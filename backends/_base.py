@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-__all__ = ["Backend", "Generator", "BackendUnavailableError", "FLOAT_DTYPES"]
+__all__ = ["Backend", "Generator", "BackendUnavailableError", "FLOAT_DTYPES", "float_name"]
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -45,6 +45,18 @@ def check_shape(shape: Any) -> tuple[int, ...]:
     if any(not isinstance(n, int) or n < 0 for n in shape):
         raise ValueError(f"shape must be a tuple of non-negative integers, got shape={shape!r}")
     return shape
+
+
+def float_name(dtype: Any) -> str:
+    """``"float32"`` or ``"float64"`` for a float dtype given by name or as any library's dtype
+    object (NumPy, torch, CuPy, array_api_strict); TypeError for anything else."""
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64 (by name or as a dtype), got dtype={dtype!r}")
+    return name
 
 
 @dataclass(frozen=True)

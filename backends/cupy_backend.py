@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, check_shape
+from ._base import Backend, BackendUnavailableError, check_shape, float_name
 
 __all__ = ["make_backend"]
 
@@ -47,12 +47,12 @@ class CupyGenerator:
     def uniform(self, shape, dtype):
         g = self._next()
         with self._device:
-            return g.random(check_shape(shape), dtype=dtype)
+            return g.random(check_shape(shape), dtype=np.dtype(float_name(dtype)))
 
     def normal(self, shape, dtype):
         g = self._next()
         with self._device:
-            return g.standard_normal(check_shape(shape), dtype=dtype)
+            return g.standard_normal(check_shape(shape), dtype=np.dtype(float_name(dtype)))
 
     def integers(self, high, shape):
         import cupy

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import array_api_compat.numpy as xp_numpy
 
-from ._base import Backend, BackendUnavailableError, check_shape
+from ._base import Backend, BackendUnavailableError, check_shape, float_name
 
 __all__ = ["make_backend", "NumpyGenerator"]
 
@@ -59,10 +59,10 @@ class NumpyGenerator:
         return out
 
     def uniform(self, shape, dtype):
-        return self._fill("random", shape, dtype)
+        return self._fill("random", shape, np.dtype(float_name(dtype)))
 
     def normal(self, shape, dtype):
-        return self._fill("standard_normal", shape, dtype)
+        return self._fill("standard_normal", shape, np.dtype(float_name(dtype)))
 
     def integers(self, high, shape):
         return self._g.integers(0, high, size=check_shape(shape), dtype=np.int64)

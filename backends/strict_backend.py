@@ -32,10 +32,10 @@ class StrictGenerator:
         return self._xp.asarray(a, device=self._device)
 
     def uniform(self, shape, dtype):
-        return self._wrap(self._np.uniform(shape, np.dtype(str(dtype).split(".")[-1])))
+        return self._wrap(self._np.uniform(shape, dtype))
 
     def normal(self, shape, dtype):
-        return self._wrap(self._np.normal(shape, np.dtype(str(dtype).split(".")[-1])))
+        return self._wrap(self._np.normal(shape, dtype))
 
     def integers(self, high, shape):
         return self._wrap(self._np.integers(high, shape))

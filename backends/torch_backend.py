@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, check_shape
+from ._base import Backend, BackendUnavailableError, check_shape, float_name
 
 __all__ = ["make_backend", "TorchCPUGenerator", "TorchGenerator"]
 
@@ -33,15 +33,11 @@ class TorchCPUGenerator:
         from .numpy_backend import NumpyGenerator
         self._torch, self._np = torch, NumpyGenerator(seed)
 
-    @staticmethod
-    def _numpy_dtype(dtype):
-        return np.dtype(str(dtype).removeprefix("torch."))
-
     def uniform(self, shape, dtype):
-        return self._torch.from_numpy(self._np.uniform(shape, self._numpy_dtype(dtype)))
+        return self._torch.from_numpy(self._np.uniform(shape, dtype))
 
     def normal(self, shape, dtype):
-        return self._torch.from_numpy(self._np.normal(shape, self._numpy_dtype(dtype)))
+        return self._torch.from_numpy(self._np.normal(shape, dtype))
 
     def integers(self, high, shape):
         return self._torch.from_numpy(self._np.integers(high, shape))
@@ -66,10 +62,12 @@ class TorchGenerator:
         self._g.manual_seed(seed)
 
     def uniform(self, shape, dtype):
-        return self._torch.rand(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
+        return self._torch.rand(check_shape(shape), generator=self._g, dtype=getattr(self._torch, float_name(dtype)),
+                                device=self._device)
 
     def normal(self, shape, dtype):
-        return self._torch.randn(check_shape(shape), generator=self._g, dtype=dtype, device=self._device)
+        return self._torch.randn(check_shape(shape), generator=self._g,
+                                 dtype=getattr(self._torch, float_name(dtype)), device=self._device)
 
     def integers(self, high, shape):
         return self._torch.randint(0, high, check_shape(shape), generator=self._g,

@@ -127,3 +127,14 @@ def test_bad_seed_and_dtype(backend):
         backend.rng(-1)
     with pytest.raises(ValueError, match="dtype='float16'"):
         backend.dtype("float16")
+
+
+def test_draw_dtype_by_name_or_any_librarys_dtype(backend):
+    """A generator takes float32/float64 by name or as any library's dtype, and refuses the rest
+    with a TypeError naming the value (not a traceback from inside torch or CuPy)."""
+    rng = backend.rng(3)
+    for spec in ("float64", np.float64, backend.xp.float64):
+        assert rng.normal((2, 3), spec).dtype == backend.xp.float64
+    assert rng.uniform((2,), np.dtype("float32")).dtype == backend.xp.float32
+    with pytest.raises(TypeError, match="dtype=<class 'numpy.int64'>"):
+        rng.uniform((2,), np.int64)
