@@ -29,7 +29,7 @@ import numpy as np
 
 from ._base import BackendUnavailableError
 
-__all__ = ["TorchEnsemble"]
+__all__ = ["TorchEnsemble", "torch_device"]
 
 # chains x sites up to which one fused pass beats the loop on CPU (crossover measured near 1 x 48^2)
 _CPU_ONE_PASS_SITES = 2304
@@ -42,6 +42,19 @@ def _torch():
         raise BackendUnavailableError("neural surrogates need PyTorch: pip install 'portable_lattice[torch]' "
                                       "(on CPU-only machines pin torch==2.13.0)") from e
     return torch
+
+
+def torch_device(backend: Any) -> Any:
+    """The torch device holding a backend's arrays: where its surrogate's models must live.
+
+    >>> models = [m.to(torch_device(get_backend("cupy"))) for m in models]   # doctest: +SKIP
+    """
+    torch = _torch()
+    if backend.name == "torch":
+        return backend.device
+    if backend.name == "cupy":
+        return torch.device("cuda", backend.device.id)
+    return torch.device("cpu")
 
 
 class TorchEnsemble:

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from portable_lattice import Phi4  # noqa: E402
 from portable_lattice.backends import get_backend  # noqa: E402
-from portable_lattice.backends.surrogate import TorchEnsemble  # noqa: E402
+from portable_lattice.backends.surrogate import TorchEnsemble, torch_device  # noqa: E402
 from portable_lattice.nn import ResidualCNN  # noqa: E402
 from portable_lattice.surrogates import SurrogateMetropolis  # noqa: E402
 
@@ -88,15 +88,6 @@ def main(argv=None):
           f"{rows[0][2] / rows[1][2]:.0f}x more site updates per second")
 
     ensemble_table(models, args.repeats, dev)
-
-
-def torch_device(be):
-    """The torch device holding a backend's arrays (where the networks must live)."""
-    if be.name == "torch":
-        return be.device
-    if be.name == "cupy":
-        return torch.device("cuda", be.device.id)
-    return torch.device("cpu")
 
 
 def ensemble_table(models, repeats, dev):

@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 
 from portable_lattice import Phi4  # noqa: E402
 from portable_lattice.backends import BackendUnavailableError, backend_of, get_backend  # noqa: E402
-from portable_lattice.backends.surrogate import TorchEnsemble  # noqa: E402
+from portable_lattice.backends.surrogate import TorchEnsemble, torch_device  # noqa: E402
 from portable_lattice.nn import ResidualCNN  # noqa: E402
 from portable_lattice.samplers import State  # noqa: E402
 from portable_lattice.surrogates import PEM, SurrogateMetropolis  # noqa: E402
@@ -66,21 +66,12 @@ def test_inference_form_equals_the_members(dim, kernel_size, L):
         ResidualCNN.stack([ResidualCNN(4, kernel_size, dim)])
 
 
-def _torch_device(backend):
-    """The torch device of a backend's arrays: where its surrogate must live."""
-    if backend.name == "torch":
-        return backend.device
-    if backend.name == "cupy":
-        return torch.device("cuda", backend.device.id)
-    return torch.device("cpu")
-
-
 def test_ensemble_adapter_on_every_backend(backend):
     models = _members(3)
     host = np.random.default_rng(1).normal(size=(5, 8, 8))
     with torch.no_grad():  # the reference: the modules on the host, one after another
         preds = torch.stack([m(torch.from_numpy(host).unsqueeze(1)) for m in models])[:, :, 0]
-    dev = _torch_device(backend)
+    dev = torch_device(backend)
     models = [m.to(dev) for m in models]
     ens = TorchEnsemble(models)
     loop = TorchEnsemble(models, vectorised=False)
@@ -118,7 +109,7 @@ def test_zero_copy_between_cupy_and_torch_cuda():
         be = get_backend("cupy")
     except BackendUnavailableError:
         pytest.skip("no usable CuPy GPU on this machine")
-    m = _members(1)[0].to(_torch_device(be))
+    m = _members(1)[0].to(torch_device(be))
     ens = TorchEnsemble([m])
     phi = be.from_numpy(np.random.default_rng(2).normal(size=(2, 8, 8)), "float64")
     x = ens._to_torch(phi)
