@@ -329,6 +329,13 @@ def _langevin_checks(results: dict, backend: str) -> list[Check]:
     ]
 
 
+def _crashed(what: str, label: str, error: Exception, log) -> Check:
+    """A failed ``runs`` check for a case (or check family) that raised on one backend."""
+    detail = f"{type(error).__name__}: {error}"
+    log(f"  {label:18s} {what:34s} FAILED: {detail}")
+    return Check(what, label, "runs", "exact", math.nan, 0.0, math.nan, passed=False, detail=detail)
+
+
 def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=print) -> dict:
     """Run every case on every backend; returns {"checks": [...], "passed": bool, ...}."""
     cases = [c for c in CASES + SPIN_CASES if c.quick or not quick]
@@ -343,9 +350,7 @@ def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=pr
             try:
                 res = run_case(case, name, device)
             except Exception as e:  # a backend that crashes fails its case; the suite goes on
-                log(f"  {label:18s} {case.name:34s} FAILED: {type(e).__name__}: {e}")
-                checks.append(Check(case.name, label, "runs", "exact", math.nan, 0.0, math.nan, passed=False,
-                                    detail=f"{type(e).__name__}: {e}"))
+                checks.append(_crashed(case.name, label, e, log))
                 continue
             results[(case.name, label)] = res.observables
             log(f"  {label:18s} {case.name:34s} {time.perf_counter() - t:6.1f}s")
@@ -367,9 +372,7 @@ def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=pr
             try:
                 checks.extend(extra(name, device))
             except Exception as e:
-                log(f"  {label:18s} {what:34s} FAILED: {type(e).__name__}: {e}")
-                checks.append(Check(what, label, "runs", "exact", math.nan, 0.0, math.nan, passed=False,
-                                    detail=f"{type(e).__name__}: {e}"))
+                checks.append(_crashed(what, label, e, log))
         checks.extend(_langevin_checks(results, label))
         timings[label] = time.perf_counter() - t0
     labels = list(timings)
