@@ -60,6 +60,15 @@ class CupyGenerator:
         with self._device:
             return g.integers(0, high, size=check_shape(shape), dtype=cupy.int64)
 
+    def bits32(self, shape):
+        import cupy
+        g = self._next()
+        with self._device:
+            # a float64 uniform is k / 2**53 with k uniform, so floor(u 2**32) is exactly
+            # uniform on [0, 2**32): built from the draw CuPy documents for every bit generator
+            u = g.random(check_shape(shape), dtype=cupy.float64)
+            return (cupy.floor(u * 2.0 ** 32) - 2.0 ** 31).astype(cupy.int32)
+
     def get_state(self):
         return {"kind": "cupy-seed-counter", "seed": self._seed, "counter": self._counter}
 

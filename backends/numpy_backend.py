@@ -61,6 +61,26 @@ class NumpyGenerator:
     def uniform(self, shape, dtype):
         return self._fill("random", shape, np.dtype(float_name(dtype)))
 
+    def bits32(self, shape):
+        """int32 uniform on [-2**31, 2**31): the raw 64-bit PCG64 outputs, two int32 from each
+        (little-endian halves), split over the sub-streams as :meth:`uniform` is."""
+        shape = check_shape(shape)
+        n = int(np.prod(shape))
+
+        def raw(g, m):
+            return g.bit_generator.random_raw((m + 1) // 2).view(np.int32)[:m]
+        if n < _SPLIT_SIZE:
+            return raw(self._g, n).reshape(shape)
+        out = np.empty(n, dtype=np.int32)
+        bounds = [n * k // _PARTS for k in range(_PARTS + 1)]
+        # random_raw releases the GIL but has no out=: each part fills its own buffer, copied in
+        pending = [(a, b, _pool().submit(raw, g, b - a))
+                   for g, a, b in zip(self._parts[1:], bounds[1:-1], bounds[2:])]
+        out[:bounds[1]] = raw(self._parts[0], bounds[1])
+        for a, b, f in pending:
+            out[a:b] = f.result()
+        return out.reshape(shape)
+
     def normal(self, shape, dtype):
         return self._fill("standard_normal", shape, np.dtype(float_name(dtype)))
 

@@ -40,6 +40,9 @@ class StrictGenerator:
     def integers(self, high, shape):
         return self._wrap(self._np.integers(high, shape))
 
+    def bits32(self, shape):
+        return self._wrap(self._np.bits32(shape))
+
     def get_state(self):
         return self._np.get_state()
 

@@ -42,6 +42,9 @@ class TorchCPUGenerator:
     def integers(self, high, shape):
         return self._torch.from_numpy(self._np.integers(high, shape))
 
+    def bits32(self, shape):
+        return self._torch.from_numpy(self._np.bits32(shape))
+
     def get_state(self):
         return {"kind": "torch-cpu", "state": self._np.get_state()}
 
@@ -72,6 +75,10 @@ class TorchGenerator:
     def integers(self, high, shape):
         return self._torch.randint(0, high, check_shape(shape), generator=self._g,
                                    dtype=self._torch.int64, device=self._device)
+
+    def bits32(self, shape):
+        return self._torch.randint(-2 ** 31, 2 ** 31, check_shape(shape), generator=self._g,
+                                   dtype=self._torch.int32, device=self._device)
 
     def get_state(self):
         return {"kind": "torch", "device": str(self._device),
@@ -192,11 +199,19 @@ def _torch_cluster_ids(bonds):
     return torch.from_numpy(comp), ncomp
 
 
+def _torch_lookup(table, index):
+    """``table[index]`` by one index_select: array-api-compat's ``take`` first maps negative
+    indices (three more passes over the index array, half the lookup's time on CPU)."""
+    import torch
+    return torch.index_select(table, 0, index.reshape(-1)).reshape(index.shape)
+
+
 def _register_labels():
     import array_api_compat
     from portable_lattice._delegation import register_implementation
     register_implementation("cluster_labels", array_api_compat.is_torch_namespace, _torch_cluster_labels)
     register_implementation("cluster_ids", array_api_compat.is_torch_namespace, _torch_cluster_ids)
+    register_implementation("lookup", array_api_compat.is_torch_namespace, _torch_lookup)
 
 
 _register_labels()

@@ -63,3 +63,16 @@ def test_random_site_inplace_equals_generic_on_torch():
         state, _ = k.step(k.init(phi), be.rng(4))
         outs.append(be.to_numpy(state.phi))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_torch_lookup_equals_generic():
+    """The torch ``lookup`` (one index_select) equals the generic take over the flattened index."""
+    from portable_lattice._delegation import implementation
+    from portable_lattice.spins.models import lookup
+    xp = get_backend("torch").xp
+    native = implementation("lookup", xp, lookup)
+    assert native is not lookup
+    table = torch.arange(-5, 22, dtype=torch.int32) * 7
+    index = torch.from_numpy(np.random.default_rng(0).integers(0, 27, size=(3, 2, 5, 4)).astype(np.int32))
+    assert torch.equal(native(table, index), lookup(table, index))
+    assert native(table, index).shape == index.shape

@@ -66,6 +66,47 @@ def test_delta_energy_is_energy_difference(model):
         assert dE[0, x, y] == pytest.approx(model.energy(new, np.float64)[0] - model.energy(s, np.float64)[0])
 
 
+@pytest.mark.parametrize("J,h", [(1.0, 0.0), (0.7, -0.3), (-1.0, 0.2)])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_flip_thresholds_are_metropolis_probabilities(J, h, dim):
+    """b <= T for b uniform on the int32 words has probability (T + 2^31 + 1) / 2^32: that is
+    min(1, exp(-beta dE)) for every (s_x, neighbour sum), within 2^-33 (2^-32 where p < 2^-33),
+    and exactly 1 where dE <= 0."""
+    model = Ising(J=J, h=h)
+    for beta in (0.0, 0.44, 3.0, 40.0):
+        table = model.flip_thresholds(beta, dim)
+        assert all(-2 ** 31 <= t < 2 ** 31 for t in table)
+        for nsum in range(-2 * dim, 2 * dim + 1, 2):
+            for spin in (-1, 1):
+                dE = 2 * spin * (J * nsum + h)
+                p = min(1.0, math.exp(-beta * dE))
+                got = (table[2 * nsum + spin + 4 * dim + 1] + 2 ** 31 + 1) / 2 ** 32
+                if dE <= 0:
+                    assert got == 1.0
+                else:
+                    assert abs(got - p) <= (2 ** -33 if p >= 2 ** -33 else 2 ** -32)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_flip_accept_is_the_integer_rule(backend, dim):
+    """flip_accept (table lookup, backend fast path included) accepts exactly where
+    b + 2^31 < round(p 2^32), with p = min(1, exp(-beta dE)) computed on the host."""
+    model, beta = Ising(J=0.9, h=0.25), 0.3
+    rng = np.random.default_rng(dim)
+    shape = (3,) + (6,) * dim
+    s = rng.choice(np.array([-1, 1], np.int8), size=shape)
+    nsum = rng.choice(np.arange(-2 * dim, 2 * dim + 1, 2).astype(np.int8), size=shape)
+    dE = 2.0 * s * (model.J * nsum + model.h)
+    p = np.minimum(1.0, np.exp(-beta * dE))
+    # words spread over the whole range, plus words right at each site's threshold
+    bits = rng.integers(-2 ** 31, 2 ** 31, size=shape, dtype=np.int64)
+    edge = np.round(p * 2.0 ** 32).astype(np.int64) - 2 ** 31 + rng.integers(-1, 1, size=shape)
+    bits = np.where(rng.random(shape) < 0.5, bits, np.clip(edge, -2 ** 31, 2 ** 31 - 1)).astype(np.int32)
+    want = bits.astype(np.int64) + 2 ** 31 < np.round(p * 2.0 ** 32)
+    got = model.flip_accept(backend.from_numpy(s), backend.from_numpy(nsum), backend.from_numpy(bits), beta, dim)
+    np.testing.assert_array_equal(backend.to_numpy(got), want)
+
+
 def test_ea_local_field_matches_energy_difference():
     ea = EdwardsAnderson.gaussian(4, 2, seed=3)
     s = np.random.default_rng(4).choice(np.array([-1, 1], np.int8), size=(1, 4, 4))

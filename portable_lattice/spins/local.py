@@ -79,35 +79,37 @@ class SpinCheckerboard:
             accepted = accepted + xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, s.ndim))), dtype)
         return State(phi=s), Info(acceptance=accepted / _volume(s))
 
-    def update_parity(self, active: Any, other: Any, p: int, u: Any) -> tuple[Any, Any]:
-        """Ising Metropolis on the parity-p blocks, given their uniforms ``u``: pure arithmetic.
+    def update_parity(self, active: Any, other: Any, p: int, bits: Any, dtype: Any) -> tuple[Any, Any]:
+        """Ising Metropolis on the parity-p blocks, given 32 random bits per site: pure arithmetic.
 
-        dE = 2 s_x (J sum_nb s_nb + h), accepted where u < exp(-beta dE).
-        Returns the new blocks and the accepted flips per chain (as ``u``'s dtype).
+        dE = 2 s_x (J sum_nb s_nb + h); a flip is accepted where ``bits`` lies below
+        the integer threshold for min(1, exp(-beta dE)) (:meth:`Ising.flip_thresholds`).
+        Returns the new blocks and the accepted flips per chain (as ``dtype``).
         Not routed through the torch.compile accelerator: on this 2-core CPU the fused
-        kernel ran at 0.86x of the eager one (bench_spins.py's sweep, measured once).
+        float kernel ran at 0.86x of the eager one (bench_spins.py's sweep, measured once).
         """
         xp = array_namespace(active)
         board = Checkerboard(active.ndim - 2)
         # int8 neighbour sum, |sum| <= 2d
-        dE = self.model.flip_energy_from_sum(active, board.neighbour_sum(other, p), u.dtype)
-        acc = u < xp.exp(-self.beta * dE)
+        acc = self.model.flip_accept(active, board.neighbour_sum(other, p), bits, self.beta, board.dim)
         # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
         flipped = active * (1 - 2 * xp.astype(acc, active.dtype))
-        return flipped, xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), u.dtype)
+        return flipped, xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), dtype)
 
     def _ising_blocked(self, s, rng, dtype):
         """Ising Metropolis in the blocked checkerboard layout (:class:`~portable_lattice.lattice.Checkerboard`).
 
-        Same update as the masked sweep, but every half sweep draws random numbers
-        for, and computes on, only its V/2 sites.
+        Same update as the masked sweep, but every half sweep draws random bits
+        for, and computes on, only its V/2 sites; the accept/reject step compares
+        int32 random bits with integer thresholds (half the random-number work of
+        float64 uniforms, and no exp).
         """
         board = Checkerboard(s.ndim - 1)
         halves = list(board.split(s))
         accepted = None
         for p in (0, 1):
-            u = rng.uniform(tuple(halves[p].shape), dtype)
-            halves[p], n = self.update_parity(halves[p], halves[1 - p], p, u)
+            bits = rng.bits32(tuple(halves[p].shape))
+            halves[p], n = self.update_parity(halves[p], halves[1 - p], p, bits, dtype)
             accepted = n if accepted is None else accepted + n
         return State(phi=board.merge(*halves)), Info(acceptance=accepted / _volume(s))
 
