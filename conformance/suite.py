@@ -180,6 +180,8 @@ SPIN_CASES: list[SpinCase] = [
     SpinCase("ising-4x4-field-checkerboard", "ising", 0.3, 4, 2, "checkerboard", 16, 100, 2000,
              _enum(dict(name="ising", beta=0.3, L=4, h=0.2)), ("energy", "m2", "m_abs"), h=0.2,
              group="ising-4x4-field"),
+    SpinCase("ising-4x4-heatbath", "ising", 0.4, 4, 2, "heatbath", 16, 100, 2000,
+             _enum(dict(name="ising", beta=0.4, L=4)), ("energy", "m2", "binder", "heat_capacity"), group="ising-4x4"),
     SpinCase("ising-3x3-dcl-metropolis", "ising", 0.35, 3, 2, "metropolis", 8, 50, 500,
              _enum(dict(name="ising", beta=0.35, L=3)), ("energy", "m2")),
     SpinCase("potts3-3x3-swendsen-wang", "potts", 1.0, 3, 2, "swendsen-wang", 16, 100, 1500,

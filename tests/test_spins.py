@@ -87,6 +87,22 @@ def test_flip_thresholds_are_metropolis_probabilities(J, h, dim):
                     assert abs(got - p) <= (2 ** -33 if p >= 2 ** -33 else 2 ** -32)
 
 
+@pytest.mark.parametrize("J,h", [(1.0, 0.0), (0.7, -0.3), (-1.0, 0.2)])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_heatbath_thresholds_are_conditional_probabilities(J, h, dim):
+    """b <= T has probability P(s_x = +1 | neighbours) = 1 / (1 + exp(-2 beta (J sum + h)))
+    for every neighbour sum, within 2^-33 (2^-32 where it is below 2^-33), also where
+    beta (J sum + h) is large enough to overflow a naive exp."""
+    model = Ising(J=J, h=h)
+    for beta in (0.0, 0.44, 3.0, 400.0):
+        table = model.heatbath_thresholds(beta, dim)
+        assert len(table) == 4 * dim + 1 and all(-2 ** 31 <= t < 2 ** 31 for t in table)
+        for nsum in range(-2 * dim, 2 * dim + 1):
+            p = 0.5 * (1.0 + math.tanh(beta * (J * nsum + h)))
+            got = (table[nsum + 2 * dim] + 2 ** 31 + 1) / 2 ** 32
+            assert abs(got - p) <= (2 ** -33 if p >= 2 ** -33 else 2 ** -32)
+
+
 @pytest.mark.parametrize("dim", [2, 3])
 def test_flip_accept_is_the_integer_rule(backend, dim):
     """flip_accept (table lookup, backend fast path included) accepts exactly where
@@ -105,6 +121,19 @@ def test_flip_accept_is_the_integer_rule(backend, dim):
     want = bits.astype(np.int64) + 2 ** 31 < np.round(p * 2.0 ** 32)
     got = model.flip_accept(backend.from_numpy(s), backend.from_numpy(nsum), backend.from_numpy(bits), beta, dim)
     np.testing.assert_array_equal(backend.to_numpy(got), want)
+
+
+def test_heatbath_spins_are_the_integer_rule(backend):
+    """heatbath_spins sets +1 exactly where b + 2^31 < round(p_+ 2^32), -1 elsewhere."""
+    model, beta, dim = Ising(J=1.0, h=0.1), 0.5, 2
+    rng = np.random.default_rng(7)
+    nsum = rng.choice(np.arange(-4, 5).astype(np.int8), size=(2, 2, 5, 5))
+    bits = rng.integers(-2 ** 31, 2 ** 31, size=nsum.shape, dtype=np.int64).astype(np.int32)
+    p = 0.5 * (1.0 + np.tanh(beta * (model.J * nsum + model.h)))
+    want = np.where(bits.astype(np.int64) + 2 ** 31 < np.round(p * 2.0 ** 32), 1, -1)
+    got = backend.to_numpy(model.heatbath_spins(backend.from_numpy(nsum), backend.from_numpy(bits), beta, dim))
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(got, want)
 
 
 def test_ea_local_field_matches_energy_difference():

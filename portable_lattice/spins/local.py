@@ -61,7 +61,7 @@ class SpinCheckerboard:
         s = state.phi
         xp = array_namespace(s)
         dtype = getattr(xp, self.dtype)
-        if self.method == "metropolis" and type(self.model) is Ising:
+        if type(self.model) is Ising:
             return self._ising_blocked(s, rng, dtype)
         even = parity(xp, s.shape[1], s.ndim - 1, device_of(s)) == 0
         accepted = xp.zeros(s.shape[0], dtype=dtype, device=device_of(s))
@@ -80,28 +80,36 @@ class SpinCheckerboard:
         return State(phi=s), Info(acceptance=accepted / _volume(s))
 
     def update_parity(self, active: Any, other: Any, p: int, bits: Any, dtype: Any) -> tuple[Any, Any]:
-        """Ising Metropolis on the parity-p blocks, given 32 random bits per site: pure arithmetic.
+        """Ising update of the parity-p blocks, given 32 random bits per site: pure arithmetic.
 
-        dE = 2 s_x (J sum_nb s_nb + h); a flip is accepted where ``bits`` lies below
-        the integer threshold for min(1, exp(-beta dE)) (:meth:`Ising.flip_thresholds`).
-        Returns the new blocks and the accepted flips per chain (as ``dtype``).
+        Metropolis: dE = 2 s_x (J sum_nb s_nb + h), and a flip is accepted where
+        ``bits`` lies below the integer threshold for min(1, exp(-beta dE))
+        (:meth:`Ising.flip_thresholds`). Heat bath: s_x = +1 where ``bits`` lies below
+        the threshold for 1 / (1 + exp(-2 beta (J sum_nb s_nb + h))), else -1.
+        Returns the new blocks and the changed spins per chain (as ``dtype``).
         Not routed through the torch.compile accelerator: on this 2-core CPU the fused
         float kernel ran at 0.86x of the eager one (bench_spins.py's sweep, measured once).
         """
         xp = array_namespace(active)
         board = Checkerboard(active.ndim - 2)
         # int8 neighbour sum, |sum| <= 2d
-        acc = self.model.flip_accept(active, board.neighbour_sum(other, p), bits, self.beta, board.dim)
-        # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
-        flipped = active * (1 - 2 * xp.astype(acc, active.dtype))
-        return flipped, xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), dtype)
+        nsum = board.neighbour_sum(other, p)
+        if self.method == "metropolis":
+            changed = self.model.flip_accept(active, nsum, bits, self.beta, board.dim)
+            # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
+            new = active * (1 - 2 * xp.astype(changed, active.dtype))
+        else:
+            new = self.model.heatbath_spins(nsum, bits, self.beta, board.dim)
+            changed = new != active
+        return new, xp.astype(xp.count_nonzero(changed, axis=tuple(range(1, changed.ndim))), dtype)
 
     def _ising_blocked(self, s, rng, dtype):
-        """Ising Metropolis in the blocked checkerboard layout (:class:`~portable_lattice.lattice.Checkerboard`).
+        """Ising Metropolis or heat bath in the blocked checkerboard layout
+        (:class:`~portable_lattice.lattice.Checkerboard`).
 
         Same update as the masked sweep, but every half sweep draws random bits
-        for, and computes on, only its V/2 sites; the accept/reject step compares
-        int32 random bits with integer thresholds (half the random-number work of
+        for, and computes on, only its V/2 sites; the decision compares int32
+        random bits with integer thresholds (half the random-number work of
         float64 uniforms, and no exp).
         """
         board = Checkerboard(s.ndim - 1)

@@ -138,6 +138,27 @@ class Ising:
                 table[2 * nsum + s + 4 * dim + 1] = max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1))
         return table
 
+    def heatbath_thresholds(self, beta: float, dim: int) -> list[int]:
+        """Integer heat-bath thresholds indexed by sum_nb s_nb + 2 dim: the new spin is +1 where
+        ``b <= T``, with probability round(p 2**32) / 2**32 (within 2**-33; 2**-32 where
+        p < 2**-33) of p = P(s_x = +1 | neighbours) = 1 / (1 + exp(-2 beta (J sum_nb s_nb + h))).
+        """
+        table = []
+        for nsum in range(-2 * dim, 2 * dim + 1):
+            x = 2.0 * beta * (self.J * nsum + self.h)
+            # the logistic function, without overflow for either sign of x
+            p = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+            table.append(max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1)))
+        return table
+
+    def heatbath_spins(self, nsum, bits, beta: float, dim: int):
+        """New int8 spins drawn from their conditional Boltzmann weights given the int8
+        neighbour sums, from 32 random bits per site (``rng.bits32``)."""
+        xp = array_namespace(nsum)
+        table = xp.asarray(self.heatbath_thresholds(beta, dim), dtype=xp.int32, device=device_of(nsum))
+        up = bits <= implementation("lookup", xp, lookup)(table, xp.astype(nsum + 2 * dim, xp.int32))
+        return 2 * xp.astype(up, xp.int8) - 1
+
     def flip_accept(self, s, nsum, bits, beta: float, dim: int):
         """Metropolis acceptance of flipping every spin s_x, given its int8 neighbour sum and
         32 random bits per site (``rng.bits32``): one table lookup and one integer compare
