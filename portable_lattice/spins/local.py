@@ -88,7 +88,8 @@ class SpinCheckerboard:
         the threshold for 1 / (1 + exp(-2 beta (J sum_nb s_nb + h))), else -1.
         Returns the new blocks and the changed spins per chain (as ``dtype``).
         Not routed through the torch.compile accelerator: on this 2-core CPU the fused
-        float kernel ran at 0.86x of the eager one (bench_spins.py's sweep, measured once).
+        float version of this kernel ran at 0.86x of the eager one (bench_spins.py's
+        sweep, measured once; the integer version was not compiled).
         """
         xp = array_namespace(active)
         board = Checkerboard(active.ndim - 2)

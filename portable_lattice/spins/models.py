@@ -61,6 +61,21 @@ def lookup(table, index):
     return xp.reshape(xp.take(table, xp.reshape(index, (-1,)), axis=0), tuple(index.shape))
 
 
+def bits32_threshold(p: float) -> int:
+    """T with P(b <= T) = round(p 2**32) / 2**32 for b uniform on the int32 values
+    (``rng.bits32``), clipped to the int32 range: exact for p = 1, within 2**-33 of p
+    otherwise (2**-32 where p < 2**-33)."""
+    return max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1))
+
+
+def bits_below(bits, thresholds: list[int], index):
+    """``bits <= thresholds[index]`` elementwise: a Bernoulli draw per site, with the
+    site's probability looked up from a small host table by its int32 ``index``."""
+    xp = array_namespace(bits)
+    table = xp.asarray(thresholds, dtype=xp.int32, device=device_of(bits))
+    return bits <= implementation("lookup", xp, lookup)(table, index)
+
+
 @dataclass(frozen=True)
 class Ising:
     """Ising model H = -J sum_<ij> s_i s_j - h sum_i s_i with s = +-1."""
@@ -112,12 +127,8 @@ class Ising:
 
     def flip_energy(self, s, dtype):
         """E_x(-s_x) - E_x(s_x) = 2 s_x (J sum_nb s_nb + h), with s_x sum_nb kept in int8."""
-        return self.flip_energy_from_sum(s, _neighbour_sum_int8(s), dtype)
-
-    def flip_energy_from_sum(self, s, nsum, dtype):
-        """The same from a given int8 neighbour sum (e.g. of a blocked checkerboard layout)."""
         xp = array_namespace(s)
-        dE = (2.0 * self.J) * xp.astype(s * nsum, dtype)
+        dE = (2.0 * self.J) * xp.astype(s * _neighbour_sum_int8(s), dtype)
         return dE if self.h == 0 else dE + (2.0 * self.h) * xp.astype(s, dtype)
 
     def flip_thresholds(self, beta: float, dim: int) -> list[int]:
@@ -126,37 +137,35 @@ class Ising:
         The flip's dE = 2 s_x (J sum_nb s_nb + h) takes one value per (s_x, sum_nb),
         and k numbers those pairs (sum_nb is even, so 2 sum_nb + s_x is unique). With
         b uniform on the 2**32 int32 values, ``b <= T`` has probability
-        round(p 2**32) / 2**32 for p = min(1, exp(-beta dE)): exactly 1 where dE <= 0,
-        within 2**-33 of p otherwise (2**-32 where p < 2**-33). Unused k get the
-        lowest threshold.
+        round(p 2**32) / 2**32 for p = min(1, exp(-beta dE)) (:func:`bits32_threshold`):
+        exactly 1 where dE <= 0. Unused k get the lowest threshold.
         """
         table = [-2 ** 31] * (8 * dim + 3)
         for nsum in range(-2 * dim, 2 * dim + 1, 2):
             for s in (-1, 1):
                 dE = 2.0 * s * (self.J * nsum + self.h)
                 p = 1.0 if dE <= 0 else math.exp(-beta * dE)
-                table[2 * nsum + s + 4 * dim + 1] = max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1))
+                table[2 * nsum + s + 4 * dim + 1] = bits32_threshold(p)
         return table
 
     def heatbath_thresholds(self, beta: float, dim: int) -> list[int]:
         """Integer heat-bath thresholds indexed by sum_nb s_nb + 2 dim: the new spin is +1 where
-        ``b <= T``, with probability round(p 2**32) / 2**32 (within 2**-33; 2**-32 where
-        p < 2**-33) of p = P(s_x = +1 | neighbours) = 1 / (1 + exp(-2 beta (J sum_nb s_nb + h))).
+        ``b <= T`` (:func:`bits32_threshold`), for
+        p = P(s_x = +1 | neighbours) = 1 / (1 + exp(-2 beta (J sum_nb s_nb + h))).
         """
         table = []
         for nsum in range(-2 * dim, 2 * dim + 1):
             x = 2.0 * beta * (self.J * nsum + self.h)
             # the logistic function, without overflow for either sign of x
             p = 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-            table.append(max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1)))
+            table.append(bits32_threshold(p))
         return table
 
     def heatbath_spins(self, nsum, bits, beta: float, dim: int):
         """New int8 spins drawn from their conditional Boltzmann weights given the int8
         neighbour sums, from 32 random bits per site (``rng.bits32``)."""
         xp = array_namespace(nsum)
-        table = xp.asarray(self.heatbath_thresholds(beta, dim), dtype=xp.int32, device=device_of(nsum))
-        up = bits <= implementation("lookup", xp, lookup)(table, xp.astype(nsum + 2 * dim, xp.int32))
+        up = bits_below(bits, self.heatbath_thresholds(beta, dim), xp.astype(nsum + 2 * dim, xp.int32))
         return 2 * xp.astype(up, xp.int8) - 1
 
     def flip_accept(self, s, nsum, bits, beta: float, dim: int):
@@ -165,10 +174,8 @@ class Ising:
         where the float route needs a conversion, an exp and a float compare per site.
         """
         xp = array_namespace(s)
-        table = xp.asarray(self.flip_thresholds(beta, dim), dtype=xp.int32, device=device_of(s))
         # |2 nsum + s| + 4 dim + 1 <= 8 dim + 2: exact in int8 for any dim we run
-        k = xp.astype(2 * nsum + (s + (4 * dim + 1)), xp.int32)
-        return bits <= implementation("lookup", xp, lookup)(table, k)
+        return bits_below(bits, self.flip_thresholds(beta, dim), xp.astype(2 * nsum + (s + (4 * dim + 1)), xp.int32))
 
     def energy(self, s, dtype):
         """H per chain."""
