@@ -42,47 +42,38 @@ class NumpyGenerator:
         self._parts = [np.random.Generator(np.random.PCG64(child))
                        for child in np.random.SeedSequence(seed).spawn(_PARTS)]
 
-    def _fill(self, method: str, shape, dtype):
+    def _fill(self, fill, shape, dtype):
+        """An array of ``shape``, ``fill(generator, flat_chunk)`` writing each chunk in place:
+        small draws from the main stream, large ones in ``_PARTS`` chunks from the sub-streams,
+        all but the first in the pool's threads."""
         shape = check_shape(shape)
         n = int(np.prod(shape))
-        if n < _SPLIT_SIZE:
-            return getattr(self._g, method)(shape, dtype=dtype)
         out = np.empty(shape, dtype=dtype)
         flat = out.reshape(-1)
+        if n < _SPLIT_SIZE:
+            fill(self._g, flat)
+            return out
         bounds = [n * k // _PARTS for k in range(_PARTS + 1)]
         chunks = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        pending = [_pool().submit(getattr(g, method), out=c, dtype=dtype)
-                   for g, c in zip(self._parts[1:], chunks[1:])]
-        getattr(self._parts[0], method)(out=chunks[0], dtype=dtype)
+        pending = [_pool().submit(fill, g, c) for g, c in zip(self._parts[1:], chunks[1:])]
+        fill(self._parts[0], chunks[0])
         for f in pending:
             f.result()
         return out
 
     def uniform(self, shape, dtype):
-        return self._fill("random", shape, np.dtype(float_name(dtype)))
+        return self._fill(lambda g, c: g.random(out=c, dtype=c.dtype), shape, np.dtype(float_name(dtype)))
 
     def bits32(self, shape):
         """int32 uniform on [-2**31, 2**31): the raw 64-bit PCG64 outputs, two int32 from each
         (little-endian halves), split over the sub-streams as :meth:`uniform` is."""
-        shape = check_shape(shape)
-        n = int(np.prod(shape))
-
-        def raw(g, m):
-            return g.bit_generator.random_raw((m + 1) // 2).view(np.int32)[:m]
-        if n < _SPLIT_SIZE:
-            return raw(self._g, n).reshape(shape)
-        out = np.empty(n, dtype=np.int32)
-        bounds = [n * k // _PARTS for k in range(_PARTS + 1)]
-        # random_raw releases the GIL but has no out=: each part fills its own buffer, copied in
-        pending = [(a, b, _pool().submit(raw, g, b - a))
-                   for g, a, b in zip(self._parts[1:], bounds[1:-1], bounds[2:])]
-        out[:bounds[1]] = raw(self._parts[0], bounds[1])
-        for a, b, f in pending:
-            out[a:b] = f.result()
-        return out.reshape(shape)
+        def raw(g, c):
+            # random_raw releases the GIL but has no out=: fill its own buffer, copied in
+            c[:] = g.bit_generator.random_raw((c.size + 1) // 2).view(np.int32)[:c.size]
+        return self._fill(raw, shape, np.int32)
 
     def normal(self, shape, dtype):
-        return self._fill("standard_normal", shape, np.dtype(float_name(dtype)))
+        return self._fill(lambda g, c: g.standard_normal(out=c, dtype=c.dtype), shape, np.dtype(float_name(dtype)))
 
     def integers(self, high, shape):
         return self._g.integers(0, high, size=check_shape(shape), dtype=np.int64)
