@@ -6,17 +6,20 @@
 
 Everything the Array API standard does not give lives here: random numbers,
 device handling, conversion to host NumPy, and (later) the torch surrogate
-bridge and native fast paths.
+bridge and native fast paths. A backend registers its fast paths with the
+core's delegation layer when it is loaded (:mod:`.capabilities` lists them).
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
+from . import numpy_backend as _numpy_backend  # noqa: F401  (NumPy is core: its fast paths register now)
 from ._base import FLOAT_DTYPES, Backend, BackendUnavailableError, Generator
+from .capabilities import CAPABILITIES, capability
 
 __all__ = ["Backend", "Generator", "BackendUnavailableError", "get_backend", "backend_of",
-           "available_backends", "BACKENDS", "FLOAT_DTYPES"]
+           "available_backends", "BACKENDS", "FLOAT_DTYPES", "CAPABILITIES", "capability"]
 
 #: name -> module implementing ``make_backend(device)``
 BACKENDS = {

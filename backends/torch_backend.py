@@ -181,9 +181,8 @@ _register()
 def _torch_cluster_labels(bonds):
     """CPU tensors: SciPy's connected components through zero-copy NumPy views; CUDA: the generic path."""
     import torch
-    from portable_lattice.spins.clusters import label_propagation
     if bonds[0].device.type != "cpu":
-        return label_propagation(bonds)
+        return NotImplemented  # the generic labelling runs on the GPU
     from .numpy_backend import scipy_cluster_labels
     return torch.from_numpy(scipy_cluster_labels([b.numpy() for b in bonds]))
 
@@ -191,9 +190,8 @@ def _torch_cluster_labels(bonds):
 def _torch_cluster_ids(bonds):
     """CPU tensors: SciPy's compact ids through zero-copy views; CUDA: ranked generic labels."""
     import torch
-    from portable_lattice.spins.clusters import _ids_from_labels
     if bonds[0].device.type != "cpu":
-        return _ids_from_labels(bonds)
+        return NotImplemented  # ranked generic labels on the GPU
     from .numpy_backend import scipy_cluster_ids
     comp, ncomp = scipy_cluster_ids([b.numpy() for b in bonds])
     return torch.from_numpy(comp), ncomp

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["register_accelerator", "accelerated", "Accelerator"]
+__all__ = ["register_accelerator", "accelerated", "Accelerator", "register_implementation", "implementation",
+           "registered"]
 
 
 @dataclass(frozen=True)
@@ -54,25 +55,34 @@ def register_implementation(name: str, matches: Callable[[Any], bool], fn: Calla
     _IMPLEMENTATIONS.setdefault(name, []).append((matches, fn))
 
 
-def _load_backend_for(xp: Any) -> None:
-    """Import the backend module owning ``xp`` so its registrations exist."""
-    import importlib
-
-    import array_api_compat as aac
-    for test, module in ((aac.is_numpy_namespace, "numpy_backend"), (aac.is_cupy_namespace, "cupy_backend"),
-                         (aac.is_torch_namespace, "torch_backend")):
-        if test(xp):
-            try:
-                importlib.import_module(f"portable_lattice.backends.{module}")
-            except ImportError:
-                pass
-            return
-
-
 def implementation(name: str, xp: Any, default: Callable) -> Callable:
-    """The registered native implementation of ``name`` for ``xp``, else the generic ``default``."""
-    _load_backend_for(xp)
+    """The registered native implementation of ``name`` for ``xp``, else the generic ``default``.
+
+    Backends register when they are loaded (``portable_lattice.backends.get_backend``), so the
+    core never imports a backend. A native implementation may decline a call (for example a
+    CPU-only routine handed CUDA tensors) by returning ``NotImplemented``: the generic
+    ``default`` then runs.
+    """
     for matches, fn in _IMPLEMENTATIONS.get(name, []):
         if matches(xp):
-            return fn
+            return _with_fallback(fn, default)
     return default
+
+
+_FALLBACKS: dict[tuple[Callable, Callable], Callable] = {}
+
+
+def _with_fallback(fn: Callable, default: Callable) -> Callable:
+    key = (fn, default)
+    if key not in _FALLBACKS:
+        def call(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            return default(*args, **kwargs) if out is NotImplemented else out
+        call.native = fn  # the registered function, for tests and the capabilities table
+        _FALLBACKS[key] = call
+    return _FALLBACKS[key]
+
+
+def registered(name: str) -> list[Callable[[Any], bool]]:
+    """The namespace predicates that have a native ``name`` (for the capabilities table)."""
+    return [matches for matches, _ in _IMPLEMENTATIONS.get(name, [])]

@@ -13,13 +13,38 @@ from array_api_compat import array_namespace, device as device_of
 
 from ._checks import namespace_of, positive_int
 
-__all__ = ["Lattice", "lattice_axes", "shift", "forward_sum", "neighbour_sum",
-           "parity", "sublattice_masks", "check_field"]
+__all__ = ["Lattice", "lattice_axes", "volume", "shift", "forward_sum", "neighbour_sum", "neighbour_table",
+           "parity", "sublattice_masks", "check_field", "Checkerboard", "block_split", "block_merge"]
 
 
 def lattice_axes(phi: Any) -> tuple[int, ...]:
     """The lattice axes ``(1, ..., d)`` of a field with a leading chain axis."""
     return tuple(range(1, phi.ndim))
+
+
+def volume(phi: Any) -> int:
+    """Number of sites V = L**d of a field with a leading chain axis."""
+    v = 1
+    for n in phi.shape[1:]:
+        v *= n
+    return v
+
+
+def neighbour_table(xp, L: int, d: int, device=None) -> Any:
+    """Flat (C-order) indices of the 2d neighbours of every site, shape ``(V, 2d)``.
+
+    Column 2 mu is the +mu neighbour, column 2 mu + 1 the -mu one. Single-site
+    updates gather a site's neighbours with it in O(1).
+    """
+    V = L ** d
+    site = xp.arange(V, device=device)
+    cols = []
+    for mu in range(d):
+        stride = L ** (d - 1 - mu)  # C order: axis mu has this flat stride
+        x_mu = (site // stride) % L
+        for s in (1, -1):
+            cols.append(site + (((x_mu + s) % L) - x_mu) * stride)
+    return xp.stack(cols, axis=1)
 
 
 def shift(phi: Any, mu: int, n: int = 1) -> Any:
@@ -100,12 +125,6 @@ class Lattice:
     @property
     def volume(self) -> int:
         return self.L ** self.dim
-
-    @classmethod
-    def of(cls, phi: Any) -> "Lattice":
-        """The lattice a field lives on (validated to be hypercubic)."""
-        check_field(phi)
-        return cls(phi.shape[1], phi.ndim - 1)
 
 
 def check_field(phi: Any, *, name: str = "phi", shape: tuple[int, ...] | None = None,

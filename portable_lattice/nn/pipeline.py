@@ -1,4 +1,4 @@
-"""The PEM pipeline: ground truth, (training), surrogate Metropolis and PEM, compared (Sec. III of the PEM paper).
+"""The PEM pipeline: ground truth, (training), surrogate Metropolis and PEM, compared (Sec. III of [PEM]).
 
 Used by ``portable-lattice pem`` and ``studies/pem``. Torch-only (it trains the
 residual CNN ensemble), so it lives in the model zoo, not the core.
@@ -11,9 +11,10 @@ from typing import Any, Callable
 from portable_lattice import Phi4, run
 from portable_lattice.backends import get_backend
 from portable_lattice.observables import ensemble_phi4, measure_phi4
-from portable_lattice.surrogates import ExactGradient, NoisyOracle, SurrogateMetropolis
+from portable_lattice.samplers import surrogate_metropolis
+from portable_lattice.surrogates import ExactGradient, NoisyOracle
+from portable_lattice.surrogates.calibration import residual_summary
 from portable_lattice.surrogates.data import gradient_dataset
-from portable_lattice.surrogates.residuals import residual_summary
 
 __all__ = ["run_pem"]
 
@@ -34,8 +35,17 @@ def run_pem(*, beta: float, g: float, L: int, ensemble: int = 10, surrogate: str
     from .train import train_ensemble
     from portable_lattice.backends.surrogate import TorchEnsemble
 
+    from portable_lattice._checks import nonnegative_int, positive_float, positive_int
     if surrogate not in ("cnn", "oracle"):
         raise ValueError(f"surrogate must be 'cnn' or 'oracle', got surrogate={surrogate!r}")
+    # every size is checked by name before any data are generated or a network is built
+    for name, value in (("L", L), ("ensemble", ensemble), ("train_configs", train_configs), ("epochs", epochs),
+                        ("channels", channels), ("chains", chains), ("sweeps", sweeps)):
+        positive_int(name, value)
+    nonnegative_int("therm", therm)
+    positive_float("step", step)
+    if surrogate == "oracle":
+        positive_float("oracle_sigma", oracle_sigma)
     if ensemble < 2:
         raise ValueError(f"PEM needs an ensemble of N >= 2, got ensemble={ensemble}")
     action = Phi4.from_beta_g(beta, g)
@@ -72,7 +82,7 @@ def run_pem(*, beta: float, g: float, L: int, ensemble: int = 10, surrogate: str
             prov = NoisyOracle(action, oracle_sigma, ensemble, rng)
         else:
             prov = provider
-        kernel = SurrogateMetropolis(action, prov, step, mode, penalty=(method == "pem"))
+        kernel = surrogate_metropolis(action, prov, step, mode, penalty=(method == "pem"))
         t = time.perf_counter()
         res = run(kernel, start, rng, n_therm=therm, n_measure=sweeps,
                   measure=lambda p: measure_phi4(p, action), analyse=lambda s: ensemble_phi4(s, L * L, L),

@@ -1,8 +1,22 @@
-"""Sampler kernels: ``init(phi) -> State`` and ``step(state, rng) -> (State, Info)``."""
-from .base import Info, State
-from .hmc import HMC, INTEGRATORS, LEAPFROG, OMELYAN, Integrator, integrate
-from .langevin import MALA, Langevin
-from .metropolis import CheckerboardMetropolis, RandomSiteMetropolis
+"""How a theory is sampled: kernels ``init(x) -> State`` and ``step(state, rng) -> (State, Info)``.
 
-__all__ = ["State", "Info", "HMC", "Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS", "integrate",
-           "Langevin", "MALA", "CheckerboardMetropolis", "RandomSiteMetropolis"]
+* Metropolis loops, one per visiting order (:mod:`.metropolis`), with the proposal
+  as a rule (:mod:`.rules`, :mod:`.heatbath`).
+* Cluster updates (:mod:`.clusters`): Swendsen-Wang, Wolff.
+* HMC (:mod:`.hmc`), Langevin and MALA (:mod:`.langevin`).
+* Independence Metropolis for global proposals with a log-density (:mod:`.independence`).
+"""
+from .base import FieldState, Info, SpinState
+from .clusters import SwendsenWang, Wolff, cluster_ids, cluster_labels, label_propagation
+from .heatbath import HeatBath
+from .hmc import HMC, INTEGRATORS, LEAPFROG, OMELYAN, Integrator, integrate
+from .independence import IndependenceMetropolis
+from .langevin import MALA, Langevin
+from .metropolis import PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, surrogate_metropolis
+from .rules import GaussianShift, SpinFlip, StateShift, SurrogateShift
+
+__all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS",
+           "integrate", "Langevin", "MALA", "RandomSiteMetropolis", "CheckerboardMetropolis",
+           "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
+           "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
+           "IndependenceMetropolis", "PEM", "surrogate_metropolis"]

@@ -1,9 +1,14 @@
 """What every sampler kernel shares: its state, its per-step info, the accept test.
 
 A kernel is a frozen dataclass of parameters with two methods (the BlackJAX
-pattern): ``init(phi) -> State`` and ``step(state, rng) -> (State, Info)``.
+pattern): ``init(x) -> State`` and ``step(state, rng) -> (State, Info)``.
 The generator ``rng`` comes from :mod:`portable_lattice.backends`; it is the
 only mutable thing a step touches, so checkpointing is (state, rng state).
+
+There is one state per family: :class:`FieldState` holds a real field ``phi``
+(with the cached action and gradient where a kernel keeps them),
+:class:`SpinState` holds int8 ``spins``. Both expose the configuration as
+``state.config`` for the driver.
 """
 from __future__ import annotations
 
@@ -14,32 +19,54 @@ from array_api_compat import array_namespace
 
 from ..lattice import check_field
 
-__all__ = ["State", "Info", "per_chain", "metropolis_accept", "check_action_field"]
+__all__ = ["FieldState", "SpinState", "Info", "per_chain", "metropolis_accept", "check_theory_field"]
 
 
 @dataclass(frozen=True)
-class State:
-    """A batch of chains: field ``phi`` ``(chains, L, ..., L)`` and cached derivatives.
+class FieldState:
+    """A batch of chains of a real field ``phi`` ``(chains, L, ..., L)`` and cached derivatives.
 
     ``action`` and ``grad`` are the exact S[phi] and dS/dphi where the kernel
-    keeps them (HMC, Langevin), else None.
+    keeps them (HMC, Langevin), else None; ``log_q`` the proposal log-density of
+    the current configuration (independence sampler), else None.
     """
 
     phi: Any
     action: Any = None
     grad: Any = None
+    log_q: Any = None
+
+    @property
+    def config(self) -> Any:
+        return self.phi
+
+
+@dataclass(frozen=True)
+class SpinState:
+    """A batch of chains of int8 spins ``(chains, L, ..., L)``; ``log_q`` as for :class:`FieldState`."""
+
+    spins: Any
+    log_q: Any = None
+
+    @property
+    def config(self) -> Any:
+        return self.spins
 
 
 @dataclass(frozen=True)
 class Info:
-    """What one step did, per chain.
+    """What one step did, per chain; each field means one thing, None where it does not apply.
 
-    acceptance : (chains,) fraction of proposals accepted in this step
-    delta_h : (chains,) energy violation dH of the trajectory (HMC) or None
-    divergent : (chains,) bool, non-finite dH (HMC) or None
+    acceptance : (chains,) fraction of Metropolis proposals accepted in this step
+    changed : (chains,) fraction of sites whose value changed (heat bath, Swendsen-Wang)
+    cluster_size : (chains,) size of the flipped cluster as a fraction of V (Wolff)
+    delta_h : (chains,) energy violation dH of the trajectory (HMC)
+    divergent : (chains,) bool, non-finite dH (HMC)
     """
 
-    acceptance: Any
+    acceptance: Any = None
+    changed: Any = None
+    cluster_size: Any = None
     delta_h: Any = None
     divergent: Any = None
 
@@ -59,7 +86,14 @@ def metropolis_accept(u: Any, log_ratio: Any) -> Any:
     return xp.log(u) < log_ratio
 
 
+def check_theory_field(theory: Any, x: Any) -> Any:
+    """Validate a configuration for ``theory``: spins by its own check, fields by phi^4's stability check."""
+    if hasattr(theory, "check_spins"):
+        return theory.check_spins(x)
+    return theory.check_field(x) if hasattr(theory, "check_field") else check_field(x)
 
-def check_action_field(action: Any, phi: Any) -> Any:
-    """Validate ``phi`` for ``action`` (its own check where it has one, e.g. phi^4 stability)."""
-    return action.check_field(phi) if hasattr(action, "check_field") else check_field(phi)
+
+def count_per_chain(mask: Any, dtype: Any) -> Any:
+    """Number of True entries per chain, as ``dtype``."""
+    xp = array_namespace(mask)
+    return xp.astype(xp.count_nonzero(mask, axis=tuple(range(1, mask.ndim))), dtype)

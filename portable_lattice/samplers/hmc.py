@@ -16,7 +16,7 @@ from array_api_compat import array_namespace
 from .._checks import positive_float, positive_int
 from .._delegation import accelerated
 from ..lattice import lattice_axes
-from .base import Info, State, check_action_field, metropolis_accept, per_chain
+from .base import FieldState, Info, check_theory_field, metropolis_accept, per_chain
 
 __all__ = ["Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS", "integrate", "HMC"]
 
@@ -87,7 +87,7 @@ class HMC:
 
     Parameters
     ----------
-    action : Phi4
+    theory : Phi4
     traj_length : float
         Molecular-dynamics time tau of one trajectory.
     n_steps : int
@@ -96,7 +96,7 @@ class HMC:
         ``"leapfrog"``, ``"omelyan"`` or an :class:`Integrator`.
     """
 
-    action: Any
+    theory: Any
     traj_length: float = 1.0
     n_steps: int = 10
     integrator: Any = LEAPFROG
@@ -114,19 +114,19 @@ class HMC:
     def dt(self) -> float:
         return self.traj_length / self.n_steps
 
-    def init(self, phi: Any) -> State:
-        check_action_field(self.action, phi)
-        return State(phi=phi, action=self.action.action(phi), grad=self.action.grad_action(phi))
+    def init(self, phi: Any) -> FieldState:
+        check_theory_field(self.theory, phi)
+        return FieldState(phi=phi, action=self.theory.action(phi), grad=self.theory.grad_action(phi))
 
     def hamiltonian(self, action: Any, p: Any) -> Any:
         xp = array_namespace(p)
         return action + 0.5 * xp.sum(p * p, axis=lattice_axes(p))
 
-    def trajectory(self, state: State, p: Any) -> tuple[State, Any]:
+    def trajectory(self, state: FieldState, p: Any) -> tuple[FieldState, Any]:
         """Integrate from (state, p); returns the proposal and its final momentum."""
-        phi, p, grad = integrate(state.phi, p, state.grad, self.action.grad_action,
+        phi, p, grad = integrate(state.phi, p, state.grad, self.theory.grad_action,
                                  self.dt, self.n_steps, self.integrator)
-        return State(phi=phi, action=self.action.action(phi), grad=grad), p
+        return FieldState(phi=phi, action=self.theory.action(phi), grad=grad), p
 
     def propose_and_accept(self, phi: Any, action: Any, grad: Any, p: Any, u: Any) -> tuple:
         """One trajectory and its accept/reject, given the momenta ``p`` and the
@@ -137,19 +137,19 @@ class HMC:
         """
         xp = array_namespace(phi)
         h0 = self.hamiltonian(action, p)
-        proposal, p1 = self.trajectory(State(phi=phi, action=action, grad=grad), p)
+        proposal, p1 = self.trajectory(FieldState(phi=phi, action=action, grad=grad), p)
         dH = self.hamiltonian(proposal.action, p1) - h0
         acc = metropolis_accept(u, -dH)  # NaN/inf dH is rejected
         keep = per_chain(acc, phi)
         return (xp.where(keep, proposal.phi, phi), xp.where(acc, proposal.action, action),
                 xp.where(keep, proposal.grad, grad), acc, dH)
 
-    def step(self, state: State, rng) -> tuple[State, Info]:
+    def step(self, state: FieldState, rng) -> tuple[FieldState, Info]:
         phi = state.phi
         xp = array_namespace(phi)
         p = rng.normal(tuple(phi.shape), phi.dtype)
         u = rng.uniform((phi.shape[0],), phi.dtype)
         step = accelerated(type(self).propose_and_accept, xp)
         new_phi, new_action, new_grad, acc, dH = step(self, phi, state.action, state.grad, p, u)
-        return (State(phi=new_phi, action=new_action, grad=new_grad),
+        return (FieldState(phi=new_phi, action=new_action, grad=new_grad),
                 Info(acceptance=xp.astype(acc, phi.dtype), delta_h=dH, divergent=~xp.isfinite(dH)))

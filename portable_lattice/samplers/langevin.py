@@ -1,7 +1,7 @@
-"""Langevin dynamics: stochastic quantisation (Eq. 2.15 of the diffusion paper) and MALA.
+"""Langevin dynamics: stochastic quantisation (Eq. 2.15 of [DMSQ]) and MALA.
 
 phi' = phi - dt dS/dphi + sqrt(2 dt) eta, eta ~ N(0, 1) per site, which is
-Eq. 2.15 of 003 with drift K = -dS/dphi and <eta eta> = 2 alpha, alpha = 1
+Eq. 2.15 of [DMSQ] with drift K = -dS/dphi and <eta eta> = 2 alpha, alpha = 1
 absorbed into the sqrt(2 dt).
 
 * :class:`Langevin` (unadjusted, ULA) samples exp(-S) only as dt -> 0: its
@@ -21,7 +21,7 @@ from array_api_compat import array_namespace, device
 
 from .._checks import positive_float
 from ..lattice import lattice_axes
-from .base import Info, State, check_action_field, metropolis_accept, per_chain
+from .base import FieldState, Info, check_theory_field, metropolis_accept, per_chain
 
 __all__ = ["Langevin", "MALA"]
 
@@ -30,18 +30,18 @@ __all__ = ["Langevin", "MALA"]
 class _LangevinProposal:
     """What ULA and MALA share: the step dt, the cached gradient, the Euler-Maruyama move."""
 
-    action: Any
+    theory: Any
     dt: float = 0.01
 
     def __post_init__(self):
         positive_float("dt", self.dt)
 
-    def init(self, phi: Any) -> State:
-        check_action_field(self.action, phi)
-        return State(phi=phi, action=self.action.action(phi), grad=self.action.grad_action(phi))
+    def init(self, phi: Any) -> FieldState:
+        check_theory_field(self.theory, phi)
+        return FieldState(phi=phi, action=self.theory.action(phi), grad=self.theory.grad_action(phi))
 
-    def propose(self, state: State, rng) -> tuple[Any, Any]:
-        """(phi - dt grad S + sqrt(2 dt) eta, eta): Eq. 2.15 of 003."""
+    def propose(self, state: FieldState, rng) -> tuple[Any, Any]:
+        """(phi - dt grad S + sqrt(2 dt) eta, eta): Eq. 2.15 of [DMSQ]."""
         phi = state.phi
         eta = rng.normal(tuple(phi.shape), phi.dtype)
         return phi - self.dt * state.grad + math.sqrt(2.0 * self.dt) * eta, eta
@@ -49,13 +49,13 @@ class _LangevinProposal:
 
 @dataclass(frozen=True)
 class Langevin(_LangevinProposal):
-    """Unadjusted Langevin step (Euler-Maruyama discretisation, Eq. 2.15 of 003)."""
+    """Unadjusted Langevin step (Euler-Maruyama discretisation, Eq. 2.15 of [DMSQ])."""
 
-    def step(self, state: State, rng) -> tuple[State, Info]:
+    def step(self, state: FieldState, rng) -> tuple[FieldState, Info]:
         phi, _ = self.propose(state, rng)
         xp = array_namespace(phi)
         # no accept test, so the action is not needed: only the next drift
-        new = State(phi=phi, grad=self.action.grad_action(phi))
+        new = FieldState(phi=phi, grad=self.theory.grad_action(phi))
         return new, Info(acceptance=xp.ones(phi.shape[0], dtype=phi.dtype, device=device(phi)))
 
 
@@ -67,12 +67,12 @@ class MALA(_LangevinProposal):
     min(1, exp(S(x) - S(y) + log q(x|y) - log q(y|x))).
     """
 
-    def step(self, state: State, rng) -> tuple[State, Info]:
+    def step(self, state: FieldState, rng) -> tuple[FieldState, Info]:
         phi = state.phi
         xp = array_namespace(phi)
         axes = lattice_axes(phi)
         y, eta = self.propose(state, rng)
-        s_y, g_y = self.action.action(y), self.action.grad_action(y)
+        s_y, g_y = self.theory.action(y), self.theory.grad_action(y)
         back = phi - y + self.dt * g_y
         # log q(y|x) = -|sqrt(2 dt) eta|^2 / (4 dt) = -|eta|^2 / 2
         log_q_forward = -0.5 * xp.sum(eta * eta, axis=axes)
@@ -81,6 +81,6 @@ class MALA(_LangevinProposal):
         u = rng.uniform((phi.shape[0],), phi.dtype)
         acc = metropolis_accept(u, log_ratio)
         keep = per_chain(acc, phi)
-        new = State(phi=xp.where(keep, y, phi), action=xp.where(acc, s_y, state.action),
+        new = FieldState(phi=xp.where(keep, y, phi), action=xp.where(acc, s_y, state.action),
                     grad=xp.where(keep, g_y, state.grad))
         return new, Info(acceptance=xp.astype(acc, phi.dtype))

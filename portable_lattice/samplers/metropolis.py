@@ -1,13 +1,17 @@
-"""Local Metropolis updates of the field, phi_x -> phi_x + delta, delta ~ N(0, step^2).
+"""The Metropolis loops: one per visiting order, with the proposal as a rule.
 
-Two kernels share the accept rule and the exact local action difference
-(Eq. 3 of the PEM paper):
+* :class:`RandomSiteMetropolis` - a random site per chain, one at a time, V updates
+  per sweep (Sec. II of [PEM]; Eq. 7 of [DCL]). O(1) work per update.
+* :class:`CheckerboardMetropolis` - every site of one parity at once (they are not
+  neighbours), both parities per sweep, optionally ``hits`` proposals per site. Runs
+  in the blocked layout (:class:`~portable_lattice.lattice.Checkerboard`) where the
+  rule has a blocked update, else with parity masks on the whole lattice.
+* :class:`SublatticeMetropolis` - the stride-s sublattices in turn: for a rule whose
+  local difference depends on a receptive field of radius r (a surrogate), sites
+  s = r + 1 apart are independent, so one evaluation serves a whole sublattice.
 
-* :class:`RandomSiteMetropolis` - the PEM paper's algorithm exactly as written
-  (Sec. II of 000): pick a random site, propose, accept; V of them per sweep.
-* :class:`CheckerboardMetropolis` - every site of one parity at once (they are
-  not neighbours, so their updates are independent), both parities per sweep,
-  optionally ``hits`` proposals per site in a row.
+Rules (:mod:`~portable_lattice.samplers.rules`, :mod:`~portable_lattice.samplers.heatbath`):
+Gaussian shift, surrogate shift (PEM), spin flip, Potts/clock state shift, heat bath.
 """
 from __future__ import annotations
 
@@ -17,162 +21,228 @@ from typing import Any
 import array_api_extra as xpx
 from array_api_compat import array_namespace, device as device_of
 
-from .._checks import positive_float, positive_int
-from .._delegation import accelerated
-from ..lattice import Checkerboard
-from .base import Info, State, check_action_field, metropolis_accept
+from .._checks import choice, positive_int
+from ..lattice import Checkerboard, neighbour_table, parity, sublattice_masks, volume
+from .base import FieldState, Info, SpinState, check_theory_field
+from .rules import Site, SurrogateShift
 
-__all__ = ["CheckerboardMetropolis", "RandomSiteMetropolis"]
+__all__ = ["RandomSiteMetropolis", "CheckerboardMetropolis", "SublatticeMetropolis", "PEM",
+           "surrogate_metropolis"]
+
+
+def _state(x: Any, spins: bool):
+    return SpinState(spins=x) if spins else FieldState(phi=x)
+
+
+def _work_dtype(xp, x, dtype: str | None):
+    """Acceptance counts and spin energies in ``dtype``; a field's own dtype by default."""
+    if dtype is not None:
+        return getattr(xp, dtype)
+    return x.dtype if xp.isdtype(x.dtype, "real floating") else xp.float64
+
+
+def _info(rule, counts, norm):
+    return Info(changed=counts / norm) if rule.reports == "changed" else Info(acceptance=counts / norm)
 
 
 @dataclass(frozen=True)
-class CheckerboardMetropolis:
-    """Checkerboard Metropolis sweep for a nearest-neighbour action.
-
-    Parameters
-    ----------
-    action : Phi4
-        Needs ``grad_action`` and ``local_delta_action``.
-    step_size : float
-        Standard deviation of the proposal delta.
-    hits : int
-        Proposals per site before moving to the other parity (multi-hit).
-    """
-
-    action: Any
-    step_size: float = 1.0
-    hits: int = 1
+class _Loop:
+    theory: Any
+    rule: Any = None
+    dtype: str | None = None
 
     def __post_init__(self):
-        positive_float("step_size", self.step_size)
-        positive_int("hits", self.hits)
+        if self.rule is None:
+            raise TypeError("rule must be given, e.g. GaussianShift(step_size=1.0) or SpinFlip()")
+        if self.dtype is not None:
+            choice("dtype", self.dtype, ("float32", "float64"))
+        self.rule.check(self.theory)
 
-    def init(self, phi: Any) -> State:
-        check_action_field(self.action, phi)
-        L = phi.shape[1]
-        if L % 2 or L < 2:
-            raise ValueError(f"checkerboard updates need an even L >= 2, got L={L}")
-        return State(phi=phi)
+    def _spins(self, x) -> bool:
+        return hasattr(self.theory, "check_spins")
 
-    def update_parity(self, active: Any, other: Any, p: int, deltas: list, us: list) -> tuple[Any, Any]:
-        """All hits on the parity-p sites: pure arithmetic, given the random numbers
-        (per hit, the proposals ``deltas`` and the uniforms ``us`` of the accept test).
-
-        Returns the new blocks and the accepted proposals per chain (as the field's dtype).
-        This is the unit a backend accelerator fuses.
-        """
-        xp = array_namespace(active)
-        board = Checkerboard(active.ndim - 2)
-        # neighbours are fixed during this parity's hits: one neighbour sum serves them all
-        hop = self.action.beta * board.neighbour_sum(other, p)
-        accepted = None
-        for delta, u in zip(deltas, us):
-            grad = self.action.grad_action_local(active, hop)
-            dS = self.action.local_delta_action(active, delta, grad)
-            acc = metropolis_accept(u, -dS)
-            active = xp.where(acc, active + delta, active)
-            n = xp.astype(xp.count_nonzero(acc, axis=tuple(range(1, acc.ndim))), active.dtype)
-            accepted = n if accepted is None else accepted + n
-        return active, accepted
-
-    def step(self, state: State, rng) -> tuple[State, Info]:
-        phi = state.phi
-        xp = array_namespace(phi)
-        dtype = phi.dtype
-        board = Checkerboard(phi.ndim - 1)
-        # work in the blocked layout so random numbers and arithmetic touch only the
-        # V/2 sites being updated (no masks over the whole lattice)
-        halves = list(board.split(phi))
-        update = accelerated(type(self).update_parity, xp)
-        accepted = None
-        for p in (0, 1):
-            shape = tuple(halves[p].shape)
-            deltas, us = [], []
-            for _ in range(self.hits):
-                deltas.append(self.step_size * rng.normal(shape, dtype))
-                us.append(rng.uniform(shape, dtype))
-            halves[p], n = update(self, halves[p], halves[1 - p], p, deltas, us)
-            accepted = n if accepted is None else accepted + n
-        volume = 1
-        for n in phi.shape[1:]:
-            volume *= n
-        return State(phi=board.merge(*halves)), Info(acceptance=accepted / (volume * self.hits))
+    def _init(self, x):
+        check_theory_field(self.theory, x)
+        return _state(x, self._spins(x))
 
 
 @dataclass(frozen=True)
-class RandomSiteMetropolis:
-    """Sequential random-site Metropolis, as in Sec. II of the PEM paper.
+class RandomSiteMetropolis(_Loop):
+    """Sequential random-site Metropolis: ``updates`` single-site updates per step (default V).
 
-    One ``step`` is a sweep of V single-site updates; each chain picks its own
-    random site per update. ``inplace`` selects the fast path that writes the
-    accepted value with array-api-extra's ``at`` (numpy, torch, cupy); the
-    generic path (``inplace=False``, and always on array_api_strict) uses a
-    one-hot ``where``. A test holds the two equal.
+    Each chain picks its own random site per update. ``inplace`` selects the fast
+    path that writes the new value with array-api-extra's ``at`` (numpy, torch,
+    cupy); the generic path (``inplace=False``, and always on array_api_strict)
+    uses a one-hot ``where`` (O(V) per update). A test holds the two equal.
     """
 
-    action: Any
-    step_size: float = 1.0
+    updates: int | None = None
     inplace: bool | None = None
 
     def __post_init__(self):
-        positive_float("step_size", self.step_size)
+        super().__post_init__()
+        if self.updates is not None:
+            positive_int("updates", self.updates)
 
-    def init(self, phi: Any) -> State:
-        check_action_field(self.action, phi)
-        if phi.shape[1] < 3:
-            # with L <= 2 a site is its own (or doubly) neighbour and Eq. 3's local form is not exact
-            raise ValueError(f"random-site Metropolis needs L >= 3, got L={phi.shape[1]}")
-        return State(phi=phi)
+    def init(self, x: Any):
+        state = self._init(x)
+        if x.shape[1] < 3:
+            # with L <= 2 a site is its own (or doubly) neighbour and a local difference is not exact
+            raise ValueError(f"random-site updates need L >= 3, got L={x.shape[1]}")
+        return state
 
-    def _neighbour_table(self, xp, L, d, device):
-        """Flat indices of the 2d neighbours of every site, shape (V, 2d)."""
-        V = L ** d
-        site = xp.arange(V, device=device)
-        cols = []
-        for mu in range(d):
-            stride = L ** (d - 1 - mu)  # C order: axis mu has this flat stride
-            x_mu = (site // stride) % L
-            for s in (1, -1):
-                cols.append(site + (((x_mu + s) % L) - x_mu) * stride)
-        return xp.stack(cols, axis=1)
-
-    def step(self, state: State, rng) -> tuple[State, Info]:
-        phi = state.phi
-        xp = array_namespace(phi)
-        dev = device_of(phi)
-        chains, L, d = phi.shape[0], phi.shape[1], phi.ndim - 1
-        V = L ** d
-        dtype = phi.dtype
+    def step(self, state, rng):
+        x = state.config
+        xp = array_namespace(x)
+        dev = device_of(x)
+        chains, L, d = x.shape[0], x.shape[1], x.ndim - 1
+        V = volume(x)
+        dtype = _work_dtype(xp, x, self.dtype)
+        ctx = dict(self.rule.prepare(self.theory, x, dtype), dtype=dtype)
         inplace = self.inplace
         if inplace is None:
-            inplace = not (xp.__name__.startswith("array_api_strict"))
-        nbr = xp.reshape(self._neighbour_table(xp, L, d, dev), (-1,))
+            inplace = not xp.__name__.startswith("array_api_strict")
+        n = V if self.updates is None else self.updates
+        # every random number of the step at once, (updates, chains): sites, the rule's input, log u
+        sites = rng.integers(V, (n, chains))
+        draws = self.rule.site_draws(self.theory, rng, n, chains, dtype)
+        logu = xp.log(rng.uniform((n, chains), dtype))
         offset = xp.arange(chains, device=dev) * V
-        # all random numbers of the sweep at once: (V updates, chains)
-        sites = rng.integers(V, (V, chains))
-        deltas = self.step_size * rng.normal((V, chains), dtype)
-        logu = xp.log(rng.uniform((V, chains), dtype))
-        flat = xp.reshape(phi, (chains * V,))
+        flat_sites = sites + xp.reshape(offset, (1, chains))
+        # neighbour indices of every update, gathered once: (updates, chains, 2d)
+        nbr = xp.take(neighbour_table(xp, L, d, dev), xp.reshape(sites, (-1,)), axis=0)
+        nbr = xp.reshape(nbr, (n, chains, 2 * d)) + xp.reshape(offset, (1, chains, 1))
+        flat = xp.reshape(x, (chains * V,))
         if inplace:
             flat = xp.asarray(flat, copy=True)  # never write into the caller's array
-        site_ids = xp.arange(V, device=dev)
+        site_ids = xp.reshape(xp.arange(V, device=dev), (1, V))
         accepted = xp.zeros(chains, dtype=dtype, device=dev)
-        for t in range(V):
-            site = sites[t, :]
-            delta = deltas[t, :]
-            phi_x = xp.take(flat, offset + site)
-            nsum = xp.zeros(chains, dtype=dtype, device=dev)
-            for k in range(2 * d):
-                nsum = nsum + xp.take(flat, offset + xp.take(nbr, site * (2 * d) + k))
-            grad = self.action.grad_action_local(phi_x, self.action.beta * nsum)
-            dS = self.action.local_delta_action(phi_x, delta, grad)
+        shape = tuple(x.shape)
+        for t in range(n):
+            idx = flat_sites[t, :]
+            value = xp.take(flat, idx)
+            nbrs = xp.reshape(xp.take(flat, xp.reshape(nbr[t, ...], (-1,))), (chains, 2 * d))
+            site = Site(value, nbrs, sites[t, :], idx, xp.reshape(flat, shape))
+            new, dS = self.rule.site_update(self.theory, site, tuple(a[t, :] for a in draws), ctx)
             acc = logu[t, :] < -dS
-            new = xp.where(acc, phi_x + delta, phi_x)
+            new = xp.where(acc, new, value)
             if inplace:
-                flat = xpx.at(flat, offset + site).set(new, copy=False)
+                flat = xpx.at(flat, idx).set(new, copy=False)
             else:
-                hit = xp.reshape(site_ids, (1, V)) == xp.reshape(site, (chains, 1))
+                hit = site_ids == xp.reshape(sites[t, :], (chains, 1))
                 grid = xp.reshape(flat, (chains, V))
                 flat = xp.reshape(xp.where(hit, xp.reshape(new, (chains, 1)), grid), (chains * V,))
             accepted = accepted + xp.astype(acc, dtype)
-        return State(phi=xp.reshape(flat, tuple(phi.shape))), Info(acceptance=accepted / V)
+        return _state(xp.reshape(flat, shape), self._spins(x)), Info(acceptance=accepted / n)
+
+
+@dataclass(frozen=True)
+class CheckerboardMetropolis(_Loop):
+    """Checkerboard sweep: every site of one parity at once, then the other; ``hits`` proposals
+    per site before moving to the other parity (multi-hit)."""
+
+    hits: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive_int("hits", self.hits)
+        # integer thresholds are built once per kernel and dimension, not per half sweep
+        object.__setattr__(self, "_tables", {})
+
+    def init(self, x: Any):
+        state = self._init(x)
+        if x.shape[1] % 2 or x.shape[1] < 2:
+            raise ValueError(f"checkerboard updates need an even L >= 2, got L={x.shape[1]}")
+        return state
+
+    def _thresholds(self, xp, dim, dev):
+        key = (xp.__name__, str(dev), dim)
+        if key not in self._tables:
+            self._tables[key] = xp.asarray(self.rule.block_tables(self.theory, dim), dtype=xp.int32, device=dev)
+        return self._tables[key]
+
+    def step(self, state, rng):
+        x = state.config
+        xp = array_namespace(x)
+        dtype = _work_dtype(xp, x, self.dtype)
+        ctx = dict(self.rule.prepare(self.theory, x, dtype), dtype=dtype)
+        counts = None
+        if self.rule.blocked(self.theory):
+            board = Checkerboard(x.ndim - 1)
+            if hasattr(self.rule, "block_tables"):
+                ctx["thresholds"] = self._thresholds(xp, board.dim, device_of(x))
+            # work in the blocked layout so random numbers and arithmetic touch only the
+            # V/2 sites being updated (no masks over the whole lattice)
+            halves = list(board.split(x))
+            for p in (0, 1):
+                draws = self.rule.block_draws(rng, tuple(halves[p].shape), dtype, self.hits)
+                halves[p], n = self.rule.block_update(self.theory, halves[p], halves[1 - p], p, board, draws, ctx)
+                counts = n if counts is None else counts + n
+            x = board.merge(*halves)
+        else:
+            even = parity(xp, x.shape[1], x.ndim - 1, device_of(x)) == 0
+            for mask in (even, ~even):
+                for _ in range(self.hits):
+                    x, n = self.rule.masked_update(self.theory, x, mask, rng, dtype, ctx)
+                    counts = n if counts is None else counts + n
+        hits = self.hits if self.rule.reports == "acceptance" else 1
+        return _state(x, self._spins(x)), _info(self.rule, counts, volume(x) * hits)
+
+
+@dataclass(frozen=True)
+class SublatticeMetropolis(_Loop):
+    """The stride-s sublattices in turn (s**d of them per sweep), every site of one at once.
+
+    ``stride`` defaults to the rule's (``receptive_field + 1`` for a surrogate). A
+    site's update then changes no other site's local difference within its
+    sublattice, so the sweep equals a sequential scan of each sublattice in any
+    order (a test checks this update by update).
+    """
+
+    stride: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.stride is None:
+            object.__setattr__(self, "stride", int(getattr(self.rule, "stride", 2)))
+        positive_int("stride", self.stride)
+
+    def init(self, x: Any):
+        state = self._init(x)
+        L = x.shape[1]
+        if L % self.stride or L < 2 * self.stride:
+            raise ValueError(f"stride-{self.stride} sublattices need L to be a multiple of the stride with at "
+                             f"least two sublattice sites per axis; got L={L}")
+        return state
+
+    def step(self, state, rng):
+        x = state.config
+        xp = array_namespace(x)
+        dtype = _work_dtype(xp, x, self.dtype)
+        ctx = dict(self.rule.prepare(self.theory, x, dtype), dtype=dtype)
+        counts = xp.zeros(x.shape[0], dtype=dtype, device=device_of(x))
+        for mask in sublattice_masks(xp, x.shape[1], x.ndim - 1, self.stride, device_of(x)):
+            x, n = self.rule.masked_update(self.theory, x, mask, rng, dtype, ctx)
+            counts = counts + n
+        return _state(x, self._spins(x)), _info(self.rule, counts, volume(x))
+
+
+def surrogate_metropolis(theory, provider, step_size: float = 1.0, mode: str = "parallel",
+                         penalty: bool = False, updates: int | None = None):
+    """Surrogate Metropolis (Eq. 5-6 of [PEM]); ``penalty=True`` gives PEM (Eq. 10 of [PEM]).
+
+    mode : "sequential" - the paper's algorithm: a random site per update, one provider
+        call per update; "parallel" - the stride-(r+1) sublattices, one call per sublattice.
+    """
+    choice("mode", mode, ("parallel", "sequential"))
+    rule = SurrogateShift(provider, step_size, penalty)
+    if mode == "sequential":
+        return RandomSiteMetropolis(theory, rule, updates=updates)
+    if updates is not None:
+        raise ValueError(f"updates applies to mode='sequential', got updates={updates!r} with mode='parallel'")
+    return SublatticeMetropolis(theory, rule)
+
+
+def PEM(theory, provider, step_size: float = 1.0, mode: str = "parallel"):
+    """The Penalty Ensemble Method (Eq. 10 of [PEM]): surrogate Metropolis with the Ceperley-Dewing penalty."""
+    return surrogate_metropolis(theory, provider, step_size, mode, penalty=True)

@@ -1,5 +1,9 @@
-"""Surrogate-gradient samplers: surrogate Metropolis and the Penalty Ensemble Method."""
-from .metropolis import PEM, SurrogateMetropolis, check_gradient
+"""What a learned model hands the core: gradient providers, training data, calibration.
+
+The surrogate Metropolis rule and PEM live with the other rules in
+:mod:`portable_lattice.samplers.rules` (:class:`~portable_lattice.samplers.rules.SurrogateShift`).
+"""
+from .calibration import residual_summary
 from .providers import ExactGradient, NoisyOracle
 
-__all__ = ["SurrogateMetropolis", "PEM", "ExactGradient", "NoisyOracle", "check_gradient"]
+__all__ = ["ExactGradient", "NoisyOracle", "residual_summary"]

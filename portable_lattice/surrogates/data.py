@@ -1,7 +1,7 @@
 """Training data for gradient surrogates, from the core samplers.
 
 Equilibrated, decorrelated phi^4 configurations with their exact gradients
-(Eq. 4 of the PEM paper) as targets. Chains start ordered (a random sign
+(Eq. 4 of [PEM]) as targets. Chains start ordered (a random sign
 each), are thermalised by checkerboard Metropolis and then HMC, and are
 sampled every ``spacing`` HMC trajectories, several chains side by side.
 """
@@ -11,13 +11,13 @@ from typing import Any
 
 from .._checks import positive_int, run_sizes
 from ..backends import get_backend
-from ..driver import run
-from ..samplers import HMC, CheckerboardMetropolis
+from ..runs.driver import run
+from ..samplers import HMC, CheckerboardMetropolis, GaussianShift
 
 __all__ = ["gradient_dataset"]
 
 
-def gradient_dataset(action, L: int, n_configs: int, *, dim: int = 2, chains: int = 8, therm: int = 200,
+def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: int = 8, therm: int = 200,
                      spacing: int = 10, seed: int = 0, backend: Any = "numpy", device: Any = None,
                      progress: bool | None = None) -> tuple[Any, Any]:
     """``n_configs`` configurations and their exact gradients, each (n_configs, L, ..., L), float64.
@@ -35,14 +35,14 @@ def gradient_dataset(action, L: int, n_configs: int, *, dim: int = 2, chains: in
     # In the broken phase a hot start coarsens into domain walls across the torus that neither
     # sampler removes in affordable time (at L = 48, beta = 0.7 they left |M| = 0.8(3) instead of
     # about 1.5); HMC alone from the ordered start is stuck (dH ~ 5 at L = 48, acceptance < 1%).
-    sign = xp.where(rng.uniform((chains,), xp.float64) < 0.5, -1.0, 1.0)
+    sign = xp.where(rng.uniform((chains,), xp.float64) < 0.5, xp.asarray(-1.0, dtype=xp.float64), xp.asarray(1.0, dtype=xp.float64))
     phi0 = xp.asarray(xp.broadcast_to(xp.reshape(sign, (chains,) + (1,) * dim), (chains,) + (L,) * dim), copy=True)
-    local = CheckerboardMetropolis(action, step_size=1.0)
+    local = CheckerboardMetropolis(theory, GaussianShift(1.0))
     state = local.init(phi0)
     for _ in range(therm):
         state, _ = local.step(state, rng)
-    res = run(HMC(action, traj_length=1.0, n_steps=10), state.phi, rng,
+    res = run(HMC(theory, traj_length=1.0, n_steps=10), state.phi, rng,
               n_therm=therm, n_measure=per_chain, every=spacing, measure=lambda phi: {"phi": phi},
               analyse=lambda series: {}, to_host=be.to_numpy, progress=progress, label="training data")
     phi = be.from_numpy(res.series["phi"].reshape((-1,) + (L,) * dim)[:n_configs], "float64")
-    return phi, action.grad_action(phi)
+    return phi, theory.grad_action(phi)

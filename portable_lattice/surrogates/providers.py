@@ -1,8 +1,8 @@
-r"""Gradient providers: where the surrogate samplers get dS/dphi_x (and its uncertainty).
+r"""Gradient providers: where the surrogate rule gets dS/dphi_x (and its uncertainty).
 
 A provider is called on a whole field and returns ``(mean, var)``: the
 gradient estimate at every site and, for an ensemble of N members, the
-unbiased member variance sigma^2 (Eq. 9 of the PEM paper), or None. It
+unbiased member variance sigma^2 (Eq. 9 of [PEM]), or None. It
 declares ``n_members`` (N) and ``receptive_field`` r: the estimate at x
 depends on phi only within Chebyshev distance r of x. The parallel sublattice
 mode relies on r.
@@ -30,12 +30,12 @@ __all__ = ["ExactGradient", "NoisyOracle"]
 class ExactGradient:
     """dS/dphi from the action itself; no uncertainty."""
 
-    action: Any
+    theory: Any
     n_members: int = 1
     receptive_field: int = 1
 
     def __call__(self, phi):
-        return self.action.grad_action(phi), None
+        return self.theory.grad_action(phi), None
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class NoisyOracle:
     returned variance is the members' unbiased sample variance (Eq. 9).
     """
 
-    action: Any
+    theory: Any
     sigma: float
     n_members: int
     rng: Any
@@ -59,7 +59,7 @@ class NoisyOracle:
 
     def __call__(self, phi):
         xp = array_namespace(phi)
-        grad = self.action.grad_action(phi)
+        grad = self.theory.grad_action(phi)
         noise = self.sigma * self.rng.normal((self.n_members,) + tuple(phi.shape), phi.dtype)
         mean = xp.mean(noise, axis=0)
         var = xp.var(noise, axis=0, correction=1) if self.n_members > 1 else None

@@ -8,7 +8,7 @@ momentum-space two-point function at the smallest non-zero momentum
 Ensemble quantities (functions of means, with jackknife errors):
 chi = V(<M^2> - <M>^2) (Eq. 4.6 of 003), its |M| variant
 V(<M^2> - <|M|>^2), the Binder cumulant U = 1 - <M^4>/(3<M^2>^2) (Eq. 4.7 of
-003), and xi_2nd = sqrt(G(0)/G(p1) - 1) / (2 sin(pi/L)) with the connected
+[DMSQ]), and xi_2nd = sqrt(G(0)/G(p1) - 1) / (2 sin(pi/L)) with the connected
 G(0) = chi.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from array_api_compat import array_namespace, device as device_of
 
-from .analysis import Estimate, derived, gamma_method
-from .lattice import lattice_axes
+from ..lattice import lattice_axes, volume as volume_of
+from ..statistics import Estimate, common_bins, derived, gamma_method, new_ensemble_id
 
 __all__ = ["measure_phi4", "two_point", "ensemble_phi4", "PRIMARY", "DERIVED"]
 
@@ -47,13 +47,11 @@ def _fourier_p1(phi: Any) -> Any:
     return total / d
 
 
-def measure_phi4(phi: Any, action) -> dict[str, Any]:
+def measure_phi4(phi: Any, theory) -> dict[str, Any]:
     """Per-chain observables of one configuration (arrays of shape ``(chains,)``)."""
     xp = array_namespace(phi)
     axes = lattice_axes(phi)
-    volume = 1
-    for n in phi.shape[1:]:
-        volume *= n
+    volume = volume_of(phi)
     m = xp.mean(phi, axis=axes)
     m2 = m * m
     return {
@@ -62,7 +60,7 @@ def measure_phi4(phi: Any, action) -> dict[str, Any]:
         "m2": m2,
         "m4": m2 * m2,
         "phi2": xp.mean(phi * phi, axis=axes),
-        "action": action.action(phi) / volume,
+        "action": theory.action(phi) / volume,
         "g_p1": _fourier_p1(phi),
     }
 
@@ -93,16 +91,19 @@ def ensemble_phi4(series: dict[str, Any], volume: int, L: int, S: float = 2.0) -
     ``series[name]`` has shape ``(n_measurements, chains)``; means are over
     all chains and measurements together.
     """
-    out = {name: gamma_method(series[name], S) for name in PRIMARY if name in series}
-    out["chi"] = derived(lambda m2, m: volume * (m2 - m * m), [series["m2"], series["m"]], S)
-    out["chi_abs"] = derived(lambda m2, ma: volume * (m2 - ma * ma), [series["m2"], series["m_abs"]], S)
+    names = [name for name in PRIMARY if name in series]
+    # one ensemble label and one binning: every estimate of this run composes with the others
+    kw = {"ensemble": new_ensemble_id("phi4"), "bins": common_bins([series[n] for n in names], S)}
+    out = {name: gamma_method(series[name], S, **kw) for name in names}
+    out["chi"] = derived(lambda m2, m: volume * (m2 - m * m), [series["m2"], series["m"]], S, **kw)
+    out["chi_abs"] = derived(lambda m2, ma: volume * (m2 - ma * ma), [series["m2"], series["m_abs"]], S, **kw)
     out["binder"] = derived(lambda m4, m2: 1.0 - m4 / (3.0 * m2 * m2) if m2 > 0 else float("nan"),
-                            [series["m4"], series["m2"]], S)
+                            [series["m4"], series["m2"]], S, **kw)
 
     def xi(m2, m, g1):
         g0 = volume * (m2 - m * m)
         ratio = g0 / g1 if g1 > 0 else float("nan")
         return math.sqrt(ratio - 1.0) / (2.0 * math.sin(math.pi / L)) if ratio >= 1.0 else float("nan")
 
-    out["xi2nd"] = derived(xi, [series["m2"], series["m"], series["g_p1"]], S)
+    out["xi2nd"] = derived(xi, [series["m2"], series["m"], series["g_p1"]], S, **kw)
     return out

@@ -25,10 +25,9 @@ from typing import Any
 from array_api_compat import array_namespace, device as device_of
 
 from .._delegation import implementation
-from ..lattice import shift
-from ..samplers.base import Info, State
-from .local import check_beta
-from .models import Ising, Potts, check_spins
+from ..lattice import shift, volume
+from ..theories import Ising, Potts
+from .base import Info, SpinState, check_theory_field
 
 __all__ = ["label_propagation", "cluster_labels", "cluster_ids", "swendsen_wang_bonds", "SwendsenWang", "Wolff"]
 
@@ -56,9 +55,7 @@ def label_propagation(bonds: list) -> Any:
     """
     xp = array_namespace(bonds[0])
     shape = tuple(bonds[0].shape)
-    n = 1
-    for k in shape:
-        n *= k
+    n = shape[0] * volume(bonds[0])
     labels = xp.reshape(xp.arange(n, dtype=xp.int64, device=device_of(bonds[0])), shape)
     backward = [shift(b, mu, -1) for mu, b in enumerate(bonds)]  # bond between x - e_mu and x
     while True:
@@ -85,9 +82,7 @@ def _ids_from_labels(bonds: list) -> tuple[Any, int]:
     """Compact ids from canonical labels: a cluster's rank among the cluster roots."""
     xp = array_namespace(bonds[0])
     labels = cluster_labels(bonds)
-    n = 1
-    for k in labels.shape:
-        n *= k
+    n = labels.shape[0] * volume(labels)
     flat = xp.reshape(labels, (n,))
     root = flat == xp.arange(n, dtype=flat.dtype, device=device_of(flat))
     rank = xp.cumulative_sum(xp.astype(root, xp.int64)) - 1
@@ -118,77 +113,70 @@ def swendsen_wang_bonds(s: Any, p: float, rng) -> list:
     return out
 
 
-def _check_cluster_model(model):
-    if not isinstance(model, (Ising, Potts)) or type(model).__name__ in ("Clock", "EdwardsAnderson"):
-        raise ValueError(f"cluster updates are implemented for Ising and Potts models, got {type(model).__name__}")
-    if isinstance(model, Ising) and model.h != 0:
-        raise ValueError(f"cluster updates need zero field, got h={model.h!r}")
-    if model.J <= 0:
-        raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={model.J!r}")
+def _check_cluster_theory(theory):
+    if type(theory) not in (Ising, Potts):
+        raise ValueError(f"cluster updates are implemented for the Ising and Potts models, got {type(theory).__name__}")
+    if isinstance(theory, Ising) and theory.h != 0:
+        raise ValueError(f"cluster updates need zero field, got h={theory.h!r}")
+    if theory.J <= 0:
+        raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={theory.J!r}")
 
 
 @dataclass(frozen=True)
 class _ClusterKernel:
-    """What Swendsen-Wang and Wolff share: a ferromagnetic model at zero field, and beta."""
+    """What Swendsen-Wang and Wolff share: a ferromagnetic theory at zero field."""
 
-    model: Any
-    beta: float
+    theory: Any
 
     def __post_init__(self):
-        check_beta(self.beta)
-        _check_cluster_model(self.model)
+        _check_cluster_theory(self.theory)
 
-    def init(self, spins: Any) -> State:
-        check_spins(spins, self.model)
-        return State(phi=spins)
+    def init(self, spins: Any) -> SpinState:
+        check_theory_field(self.theory, spins)
+        return SpinState(spins=spins)
 
 
 @dataclass(frozen=True)
 class SwendsenWang(_ClusterKernel):
     """Swendsen-Wang sweep: FK bonds, clusters, a new random state per cluster."""
 
-    def step(self, state: State, rng) -> tuple[State, Info]:
-        s = state.phi
+    def step(self, state: SpinState, rng) -> tuple[SpinState, Info]:
+        s = state.spins
         xp = array_namespace(s)
         shape = tuple(s.shape)
-        n = 1
-        for k in shape:
-            n *= k
-        ids, n_clusters = cluster_ids(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
+        ids, n_clusters = cluster_ids(swendsen_wang_bonds(s, self.theory.bond_probability(), rng))
         # one random number per cluster, not per site
-        if isinstance(self.model, Ising):
+        if isinstance(self.theory, Ising):
             flip = xp.take(rng.uniform((n_clusters,), xp.float64) < 0.5, ids)
             new = s * (1 - 2 * xp.reshape(xp.astype(flip, s.dtype), shape))  # int8 flip, no where()
         else:
-            states = xp.astype(rng.integers(self.model.q, (n_clusters,)), s.dtype)
+            states = xp.astype(rng.integers(self.theory.q, (n_clusters,)), s.dtype)
             new = xp.reshape(xp.take(states, ids), shape)
         changed = xp.astype(xp.count_nonzero(new != s, axis=tuple(range(1, s.ndim))), xp.float64)
-        return State(phi=new), Info(acceptance=changed / (n // shape[0]))
+        return SpinState(spins=new), Info(changed=changed / volume(s))
 
 
 @dataclass(frozen=True)
 class Wolff(_ClusterKernel):
     """Wolff single-cluster update (Ising): flip the FK cluster of a random seed site per chain.
 
-    ``Info.acceptance`` is the flipped cluster's size as a fraction of V.
+    ``Info.cluster_size`` is the flipped cluster's size as a fraction of V.
     """
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.model, Ising):
-            raise ValueError("Wolff is implemented for the Ising model")
+        if not isinstance(self.theory, Ising):
+            raise ValueError(f"Wolff is implemented for the Ising model, got {type(self.theory).__name__}")
 
-    def step(self, state: State, rng) -> tuple[State, Info]:
-        s = state.phi
+    def step(self, state: SpinState, rng) -> tuple[SpinState, Info]:
+        s = state.spins
         xp = array_namespace(s)
         shape = tuple(s.shape)
         chains = shape[0]
-        V = 1
-        for k in shape[1:]:
-            V *= k
-        ids, _ = cluster_ids(swendsen_wang_bonds(s, self.model.bond_probability(self.beta), rng))
+        V = volume(s)
+        ids, _ = cluster_ids(swendsen_wang_bonds(s, self.theory.bond_probability(), rng))
         seed = rng.integers(V, (chains,)) + xp.arange(chains, dtype=xp.int64, device=device_of(s)) * V
         seed_id = xp.take(ids, seed)
         flip = xp.reshape(ids, shape) == xp.reshape(seed_id, (chains,) + (1,) * (s.ndim - 1))
         size = xp.sum(xp.astype(flip, xp.float64), axis=tuple(range(1, s.ndim)))
-        return State(phi=s * (1 - 2 * xp.astype(flip, s.dtype))), Info(acceptance=size / V)
+        return SpinState(spins=s * (1 - 2 * xp.astype(flip, s.dtype))), Info(cluster_size=size / V)

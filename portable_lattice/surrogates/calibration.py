@@ -1,4 +1,4 @@
-"""Residual analysis of gradient surrogates (Eq. 7, Figs. 4-5 of the PEM paper).
+"""Residual analysis of gradient surrogates (Eq. 7, Figs. 4-5 of [PEM]).
 
 R = grad S_surrogate - grad S on held-out configurations: a histogram, the
 Gaussian fit (mu, sigma, with errors), and the tail weight beyond 3 sigma

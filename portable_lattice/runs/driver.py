@@ -14,11 +14,13 @@ from typing import Any, Callable
 
 from array_api_compat import array_namespace
 
-from ._checks import nonnegative_int, positive_int
-from .analysis import Estimate, gamma_method
-from .lattice import lattice_axes
+import warnings
 
-__all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress"]
+from .._checks import nonnegative_int, positive_int
+from ..lattice import lattice_axes, volume as volume_of
+from ..statistics import Estimate, gamma_method
+
+__all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning"]
 
 
 class NonFiniteFieldError(FloatingPointError, ValueError):
@@ -87,8 +89,16 @@ class Progress:
 
 
 def _default_to_host(x):
-    from .backends import backend_of  # the backend layer owns host conversion
+    from ..backends import backend_of  # the backend layer owns host conversion
     return backend_of(x).to_numpy(x)
+
+
+#: per-step Info fields recorded as series (each averaged over the ``every`` steps between measurements)
+INFO_SERIES = ("acceptance", "changed", "cluster_size")
+
+
+class FrozenChainWarning(UserWarning):
+    """No proposal was accepted in the whole run: the measurements are those of the start configuration."""
 
 
 def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
@@ -102,7 +112,7 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     ----------
     kernel : sampler with ``init``/``step``
     phi0 : array (chains, L, ..., L)
-        Start configuration (validated by ``kernel.init``).
+        Start configuration (a field or spins), validated by ``kernel.init``.
     rng : backend generator
     n_therm, n_measure, every : int
         Thermalisation steps, number of measurements, steps between them.
@@ -124,12 +134,10 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     if measure is None:
         raise ValueError("measure must be a callable phi -> dict of per-chain observables")
     state = kernel.init(phi0)
-    xp = array_namespace(state.phi)
+    xp = array_namespace(state.config)
     to_host = to_host or _default_to_host
-    chains = state.phi.shape[0]
-    volume = 1
-    for n in state.phi.shape[1:]:
-        volume *= n
+    chains = state.config.shape[0]
+    volume = volume_of(state.config)
     total = n_therm + n_measure * every
     bar = Progress(total, label, progress)
 
@@ -193,27 +201,29 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     def pending_sums():
         return xp.stack([per_chain_total(p) for p in pending], axis=0)
 
-    axes = lattice_axes(state.phi)
+    axes = lattice_axes(state.config)
     for _ in range(n_therm):
         state, _info = kernel.step(state, rng)
         steps += 1
         if steps % max(every, 10) == 0 or steps == n_therm:
-            check_finite(xp.sum(state.phi, axis=axes), "thermalisation")
+            check_finite(xp.sum(state.config, axis=axes), "thermalisation")
         bar.update(steps)
 
     for _ in range(n_measure):
-        acc_sum = emdh_sum = None  # accumulate in the acceptance's own dtype (spins are int8)
+        sums: dict[str, Any] = {}
         for _ in range(every):
             state, info = kernel.step(state, rng)
             steps += 1
-            acc_sum = info.acceptance if acc_sum is None else acc_sum + info.acceptance
+            for name in INFO_SERIES:
+                v = getattr(info, name)
+                if v is not None:
+                    sums[name] = v if name not in sums else sums[name] + v
             if info.delta_h is not None:
                 e = xp.exp(-info.delta_h)
-                emdh_sum = e if emdh_sum is None else emdh_sum + e
-        values = dict(measure(state.phi))
-        values["acceptance"] = acc_sum / every
-        if emdh_sum is not None:
-            values["exp_minus_dh"] = emdh_sum / every
+                sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e
+        values = dict(measure(state.config))
+        for name, total in sums.items():
+            values[name] = total / every
         pending.append(values)
         if len(pending) >= flush_every:
             # check before flushing so the non-finite rows are not mixed into the kept data
@@ -226,6 +236,12 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     bar.close()
     result = partial_result(seconds)
     result.seconds = seconds
+    acc = result.series.get("acceptance")
+    if acc is not None and not bool((acc > 0).any()):
+        warnings.warn("no proposal was accepted in the whole run (acceptance 0): the measurements are those of "
+                      "the start configuration, and their errors are reported as NaN", FrozenChainWarning, stacklevel=2)
+        result.observables = {k: Estimate(e.value, float("nan"), e.tau_int, e.tau_int_error, e.n)
+                              for k, e in result.observables.items()}
     return result
 
 

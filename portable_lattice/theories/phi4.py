@@ -1,10 +1,10 @@
 r"""Lattice phi^4 theory: one implementation, the two parametrisations of the papers.
 
-The (beta, g) form, Eq. 2 of the PEM paper (000),
+The (beta, g) form, Eq. 2 of [PEM],
 
 .. math:: S = \sum_x \Big[-\beta \sum_\mu \phi_x \phi_{x+\mu} + \phi_x^2 + g(\phi_x^2-1)^2\Big],
 
-and the (kappa, lambda) form, Eq. 4.2 of the diffusion paper (003),
+and the (kappa, lambda) form, Eq. 4.2 of [DMSQ],
 
 .. math:: S = \sum_x \Big[-2\kappa \sum_\mu \phi_x \phi_{x+\mu} + (1-2\lambda)\phi_x^2 + \lambda\phi_x^4\Big],
 
@@ -21,8 +21,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from ._checks import finite_float, nonnegative_float
-from .lattice import check_field, forward_sum, lattice_axes, neighbour_sum
+from .._checks import finite_float, nonnegative_float
+from ..lattice import check_field, forward_sum, lattice_axes, neighbour_sum, volume
 
 __all__ = ["Phi4"]
 
@@ -31,8 +31,9 @@ __all__ = ["Phi4"]
 class Phi4:
     """phi^4 action with hopping ``beta`` and quartic coupling ``g``.
 
-    Use :meth:`from_beta_g` (PEM paper) or :meth:`from_kappa_lambda` (diffusion
-    paper); ``Phi4(beta, g)`` is the (beta, g) form.
+    Use :meth:`from_beta_g` ([PEM]) or :meth:`from_kappa_lambda` ([DMSQ]);
+    ``Phi4(beta, g)`` is the (beta, g) form. Here beta is the hopping
+    coupling of [PEM], not an inverse temperature.
     """
 
     beta: float
@@ -47,12 +48,12 @@ class Phi4:
 
     @classmethod
     def from_beta_g(cls, beta: float, g: float) -> "Phi4":
-        """Eq. 2 of the PEM paper."""
+        """Eq. 2 of [PEM]."""
         return cls(finite_float("beta", beta), nonnegative_float("g", g), "beta_g")
 
     @classmethod
     def from_kappa_lambda(cls, kappa: float, lam: float) -> "Phi4":
-        """Eq. 4.2 of the diffusion paper: beta = 2 kappa, g = lam, no constant term."""
+        """Eq. 4.2 of [DMSQ]: beta = 2 kappa, g = lam, no constant term."""
         return cls(2.0 * finite_float("kappa", kappa), nonnegative_float("lam", lam), "kappa_lambda")
 
     @property
@@ -95,35 +96,32 @@ class Phi4:
         return (1.0 - 2.0 * self.g) * phi2 + self.g * phi2 * phi2
 
     def action(self, phi: Any) -> Any:
-        """S[phi] per chain, shape ``(chains,)`` (Eq. 2 of 000 / Eq. 4.2 of 003)."""
+        """S[phi] per chain, shape ``(chains,)`` (Eq. 2 of [PEM] / Eq. 4.2 of [DMSQ])."""
         xp = array_namespace(phi)
         density = self.potential(phi) - self.beta * phi * forward_sum(phi)
-        volume = 1
-        for n in phi.shape[1:]:
-            volume *= n
-        return xp.sum(density, axis=lattice_axes(phi)) + self.constant_per_site * volume
+        return xp.sum(density, axis=lattice_axes(phi)) + self.constant_per_site * volume(phi)
 
     def grad_action(self, phi: Any) -> Any:
-        """dS/dphi_x = -beta sum_mu (phi_{x+mu} + phi_{x-mu}) + 2(1-2g) phi_x + 4g phi_x^3 (Eq. 4 / C1 of 000)."""
-        return self.grad_action_local(phi, self.beta * neighbour_sum(phi))
+        """dS/dphi_x = -beta sum_mu (phi_{x+mu} + phi_{x-mu}) + 2(1-2g) phi_x + 4g phi_x^3 (Eq. 4 of [PEM])."""
+        return self.grad_action_local(phi, neighbour_sum(phi))
 
-    def grad_action_local(self, phi: Any, hop: Any) -> Any:
-        """Eq. 4 of 000 given the hopping term ``hop = beta * sum_mu (phi_{x+mu} + phi_{x-mu})``.
+    def grad_action_local(self, phi: Any, nsum: Any) -> Any:
+        """Eq. 4 of [PEM] given the neighbour sum ``nsum = sum_mu (phi_{x+mu} + phi_{x-mu})``.
 
         Lets multi-hit and single-site updates reuse a neighbour sum that their
-        proposal does not change.
+        proposal does not change; the theory applies its own hopping coupling.
         """
-        return phi * (2.0 * (1.0 - 2.0 * self.g) + 4.0 * self.g * phi * phi) - hop
+        return phi * (2.0 * (1.0 - 2.0 * self.g) + 4.0 * self.g * phi * phi) - self.beta * nsum
 
     def local_delta_action(self, phi: Any, delta: Any, grad: Any) -> Any:
-        """S[phi + delta e_x] - S[phi] for a change at site x alone (Eq. 3 of 000).
+        """S[phi + delta e_x] - S[phi] for a change at site x alone (Eq. 3 of [PEM]).
 
         dS = delta dS/dphi_x + (1 - 2g + 6g phi_x^2) delta^2 + 4g phi_x delta^3 + g delta^4.
 
         Exact when ``grad`` is the exact gradient and no neighbour of x changes
         at the same time; evaluated at every site, so a set of mutually
         non-adjacent sites (a checkerboard parity) is updated in one pass. A
-        surrogate supplies its own ``grad`` here (Eq. 5 of 000).
+        surrogate supplies its own ``grad`` here (Eq. 5 of [PEM]).
         """
         g = self.g
         return delta * (grad + delta * ((1.0 - 2.0 * g + 6.0 * g * phi * phi)

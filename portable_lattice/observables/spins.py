@@ -1,4 +1,4 @@
-r"""Spin observables (Eq. 14 of the inverse-RG paper), finite-size scaling and P_L(m).
+r"""Spin observables (Eq. 14 of [IRG]), finite-size scaling and P_L(m).
 
 Per configuration: m (order parameter per site: the mean spin for Ising/EA,
 |V^-1 sum exp(2 pi i s / q)| for Potts/clock), |m|, m^2, m^4, e = H/V, e^2 and
@@ -19,45 +19,50 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from ..analysis import Estimate, derived, gamma_method
+from ..lattice import volume as volume_of
+from ..statistics import Estimate, combine, common_bins, derived, gamma_method, new_ensemble_id
 
 __all__ = ["measure_spins", "ensemble_spins", "fss_exponent", "magnetisation_histogram"]
 
 
-def measure_spins(s: Any, model, dtype) -> dict:
+def measure_spins(s: Any, theory, dtype) -> dict:
     """Per-chain observables of one spin configuration."""
     xp = array_namespace(s)
-    V = 1
-    for n in s.shape[1:]:
-        V *= n
-    m = model.magnetisation(s, dtype)
-    e = model.energy(s, dtype) / V
+    V = volume_of(s)
+    m = theory.magnetisation(s, dtype)
+    e = theory.energy(s, dtype) / V
     m2 = m * m
     return {"m": m, "m_abs": xp.abs(m), "m2": m2, "m4": m2 * m2, "energy": e, "e2": e * e,
             "me_abs": xp.abs(m) * xp.abs(e), "e_abs": xp.abs(e)}
 
 
-def ensemble_spins(series: dict, volume: int, beta: float, S: float = 2.0) -> dict[str, Estimate]:
-    """Means (Gamma method) and derived quantities (jackknife) from per-configuration series."""
-    out = {name: gamma_method(series[name], S) for name in ("m", "m_abs", "m2", "m4", "energy")}
-    out["chi"] = derived(lambda m2, m: volume * (m2 - m * m), [series["m2"], series["m"]], S)
+def ensemble_spins(series: dict, volume: int, theory, S: float = 2.0) -> dict[str, Estimate]:
+    """Means (Gamma method) and derived quantities (jackknife) from per-configuration series.
+
+    The heat capacity uses the theory's inverse temperature: C = beta^2 V (<e^2> - <e>^2).
+    """
+    beta = theory.beta
+    names = ("m", "m_abs", "m2", "m4", "energy", "e2", "me_abs", "e_abs")
+    # one ensemble label and one binning: every estimate of this run composes with the others
+    kw = {"ensemble": new_ensemble_id("spins"), "bins": common_bins([series[n] for n in names], S)}
+    out = {name: gamma_method(series[name], S, **kw) for name in ("m", "m_abs", "m2", "m4", "energy")}
+    out["chi"] = derived(lambda m2, m: volume * (m2 - m * m), [series["m2"], series["m"]], S, **kw)
     out["heat_capacity"] = derived(lambda e2, e: beta * beta * volume * (e2 - e * e),
-                                   [series["e2"], series["energy"]], S)
+                                   [series["e2"], series["energy"]], S, **kw)
     out["binder"] = derived(lambda m4, m2: 1.0 - m4 / (3.0 * m2 * m2) if m2 > 0 else float("nan"),
-                            [series["m4"], series["m2"]], S)
+                            [series["m4"], series["m2"]], S, **kw)
     out["c_me"] = derived(lambda me, ma, ea: volume * (me - ma * ea) / ma if ma > 0 else float("nan"),
-                          [series["me_abs"], series["m_abs"], series["e_abs"]], S)
+                          [series["me_abs"], series["m_abs"], series["e_abs"]], S, **kw)
     return out
 
 
 def fss_exponent(large: Estimate, small: Estimate, ratio: float = 4.0) -> Estimate:
-    """Exponent from a size pair: ln(X(L) / X(L/ratio)) / ln(ratio), errors of independent runs combined.
+    """Exponent from a size pair: ln(X(L) / X(L/ratio)) / ln(ratio), as an Estimate whose
+    error comes from both runs' jackknife replicas (:func:`~portable_lattice.statistics.combine`).
 
-    gamma/nu from chi and 1/nu from c_me with (L, L/4), as in Table II of the inverse-RG paper.
+    gamma/nu from chi and 1/nu from c_me with (L, L/4), as in Table II of [IRG].
     """
-    value = math.log(large.value / small.value) / math.log(ratio)
-    error = math.hypot(large.error / large.value, small.error / small.value) / math.log(ratio)
-    return Estimate(value, error)
+    return combine(lambda a, b: math.log(a / b) / math.log(ratio), large, small)
 
 
 def magnetisation_histogram(m: Any, L: int, bins: int = 41, beta_over_nu: float = 0.125,

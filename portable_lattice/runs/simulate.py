@@ -1,0 +1,262 @@
+"""One call from a theory to results, for every theory: the library's main job, used by the CLI.
+
+>>> from portable_lattice import Ising, Phi4, simulate
+>>> res = simulate(Phi4.from_beta_g(0.5, 0.1), L=16, algorithm="checkerboard",
+...                backend="numpy", chains=8, therm=200, sweeps=500, seed=1)  # doctest: +SKIP
+>>> res = simulate(Ising(beta=0.44), L=32, algorithm="swendsen-wang", backend="torch")  # doctest: +SKIP
+>>> print(res.observables["chi"])                                              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+from .._checks import choice, positive_float, positive_int, run_sizes
+from ..backends import backend_of, get_backend
+from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
+from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
+                        RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
+from ..statistics import gamma_method
+from .driver import INFO_SERIES, RunResult, run
+
+__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "make_kernel", "simulate", "family", "knob_defaults"]
+
+
+def family(theory: Any) -> str:
+    """"field" (phi^4) or "spins" (Ising, Edwards-Anderson, Potts, clock)."""
+    if hasattr(theory, "check_spins"):
+        return "spins"
+    if hasattr(theory, "local_delta_action"):
+        return "field"
+    raise TypeError(f"theory must be a portable_lattice theory (Phi4, Ising, Potts, ...), got {type(theory).__name__}")
+
+
+def _spin_rule(theory):
+    return SpinFlip() if theory.n_states == 2 else StateShift()
+
+
+# algorithm -> (build(theory, knobs) -> kernel, {knob: (class holding its default, field name)})
+_FIELD: dict[str, tuple[Callable, dict]] = {
+    "metropolis": (lambda t, k: RandomSiteMetropolis(t, GaussianShift(**_pick(k, "step_size"))),
+                   {"step": (GaussianShift, "step_size")}),
+    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, GaussianShift(**_pick(k, "step_size")), **_pick(k, "hits")),
+                     {"step": (GaussianShift, "step_size"), "hits": (CheckerboardMetropolis, "hits")}),
+    "hmc": (lambda t, k: HMC(t, **_pick(k, "traj_length", "n_steps", "integrator")),
+            {"n_steps": (HMC, "n_steps"), "traj_length": (HMC, "traj_length"), "integrator": (HMC, "integrator")}),
+    "langevin": (lambda t, k: Langevin(t, **_pick(k, "dt")), {"dt": (Langevin, "dt")}),
+    "mala": (lambda t, k: MALA(t, **_pick(k, "dt")), {"dt": (MALA, "dt")}),
+}
+_SPINS: dict[str, tuple[Callable, dict]] = {
+    # the random-site single-spin update of Eq. 7 of [DCL]
+    "metropolis": (lambda t, k: RandomSiteMetropolis(t, _spin_rule(t), dtype=k["dtype"]), {}),
+    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, _spin_rule(t), dtype=k["dtype"]), {}),
+    "heatbath": (lambda t, k: CheckerboardMetropolis(t, HeatBath(), dtype=k["dtype"]), {}),
+    "swendsen-wang": (lambda t, k: SwendsenWang(t), {}),
+    "wolff": (lambda t, k: Wolff(t), {}),
+}
+#: the algorithms of each theory family
+ALGORITHMS = {"field": tuple(_FIELD), "spins": tuple(_SPINS)}
+#: the algorithm used when none is named
+DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "swendsen-wang"}
+#: the knobs each algorithm takes (user-facing names)
+KNOBS = {fam: {alg: tuple(spec[1]) for alg, spec in table.items()} for fam, table in (("field", _FIELD), ("spins", _SPINS))}
+_RENAMED = {"step": "step_size"}  # user-facing knob -> kernel field
+
+
+def _pick(knobs: dict, *names: str) -> dict:
+    return {n: knobs[n] for n in names if n in knobs}
+
+
+def knob_defaults(theory: Any, algorithm: str) -> dict:
+    """Each knob's default, read off the kernel or rule that defines it (defined once there)."""
+    table = _FIELD if family(theory) == "field" else _SPINS
+    out = {}
+    for knob, (cls, name) in table[algorithm][1].items():
+        default = {f.name: f.default for f in dataclasses.fields(cls)}[name]
+        out[knob] = getattr(default, "name", default)  # an Integrator default is reported by its name
+    return out
+
+
+def _check_knobs(theory: Any, algorithm: str, knobs: dict) -> dict:
+    fam = family(theory)
+    choice("algorithm", algorithm, ALGORITHMS[fam])
+    allowed = KNOBS[fam][algorithm]
+    extra = sorted(set(knobs) - set(allowed))
+    if extra:
+        takes = f"takes the knobs {list(allowed)}" if allowed else "takes no knobs"
+        raise TypeError(f"algorithm={algorithm!r} for {type(theory).__name__} {takes}, "
+                        f"got {extra[0]}={knobs[extra[0]]!r}")
+    for name in ("step", "dt", "traj_length"):
+        if name in knobs:
+            positive_float(name, knobs[name])
+    for name in ("hits", "n_steps"):
+        if name in knobs:
+            positive_int(name, knobs[name])
+    if "integrator" in knobs:
+        choice("integrator", knobs["integrator"], INTEGRATORS)
+    return dict(knob_defaults(theory, algorithm), **knobs)
+
+
+def make_kernel(theory: Any, algorithm: str | None = None, *, dtype: str = "float64", **knobs):
+    """The sampler kernel for ``algorithm`` on ``theory`` with its knobs (each validated)."""
+    fam = family(theory)
+    algorithm = DEFAULT_ALGORITHM[fam] if algorithm is None else algorithm
+    resolved = _check_knobs(theory, algorithm, knobs)
+    table = _FIELD if fam == "field" else _SPINS
+    kernel_knobs = {_RENAMED.get(k, k): v for k, v in resolved.items()}
+    return table[algorithm][0](theory, dict(kernel_knobs, dtype=dtype))
+
+
+def _host_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: a run holds about this many configuration-sized arrays at once (field, proposals, uniforms,
+#: gradients, masks, measurement buffers)
+_WORKING_COPIES = 8
+
+
+def check_memory(chains: int, L: int, dim: int, itemsize: int) -> None:
+    """Refuse, before allocating, a lattice that cannot fit in the host's memory."""
+    need = chains * L ** dim * itemsize * _WORKING_COPIES
+    have = _host_memory()
+    if have is not None and need > have:
+        raise ValueError(f"chains={chains} x L={L}**{dim} needs about {need / 2**30:.3g} GiB "
+                         f"(8 configuration-sized arrays), more than this machine's {have / 2**30:.3g} GiB")
+
+
+def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
+             backend: Any = "numpy", device: Any = None, dtype: str = "float64",
+             chains: int = 4, therm: int = 500, sweeps: int = 1000, every: int = 1, seed: int = 0,
+             progress: bool | None = None, start: Any = None, compile: bool = False, **knobs) -> RunResult:
+    """Sample ``theory`` on an ``L**dim`` torus and analyse the run.
+
+    Parameters
+    ----------
+    theory : Phi4, Ising, EdwardsAnderson, Potts or Clock
+        Owns every coupling, the inverse temperature included.
+    L, dim : int
+        Lattice extent and dimension (d = 1..4).
+    algorithm : str, optional
+        phi^4: "metropolis" (random site, Sec. II of [PEM]), "checkerboard", "hmc",
+        "langevin", "mala". Spins: "metropolis" (random site, Eq. 7 of [DCL]),
+        "checkerboard", "heatbath", "swendsen-wang", "wolff". Default:
+        :data:`DEFAULT_ALGORITHM` of the theory's family.
+    backend, device : where to compute.
+    dtype : {"float32", "float64"}
+        The field's dtype (phi^4), or the dtype in which spin energies and
+        observables are computed.
+    chains : int
+        Independent chains run side by side (the leading axis).
+    therm, sweeps, every : int
+        Thermalisation steps, measurements, steps between measurements.
+    seed : int
+    start : array, optional
+        Start configuration of shape (chains, L, ..., L) on the run's backend;
+        default: a hot start (N(0, 1) field, random spins).
+    compile : bool
+        phi^4 on torch only: fuse the kernels with ``torch.compile``.
+    **knobs
+        The algorithm's knobs (:data:`KNOBS`): step, hits, dt, n_steps,
+        traj_length, integrator. A knob the algorithm does not take is an error.
+
+    Returns
+    -------
+    RunResult
+        ``observables`` name -> Estimate; ``meta`` holds everything needed to
+        reproduce the run (theory, algorithm and resolved knobs, sizes, seed,
+        backend, dtype, library version).
+    """
+    # numpy integers (a scan over np.arange) are accepted as the Python ints they are
+    L, dim, chains, therm, sweeps, every, seed = (_as_int(v) for v in (L, dim, chains, therm, sweeps, every, seed))
+    run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=sweeps, every=every)
+    if dim > 4:
+        raise ValueError(f"dim must be 1..4, got dim={dim}")
+    fam = family(theory)
+    algorithm = DEFAULT_ALGORITHM[fam] if algorithm is None else algorithm
+    choice("dtype", dtype, ("float32", "float64"))
+    resolved = _check_knobs(theory, algorithm, knobs)
+    if compile and fam != "field":
+        raise ValueError(f"compile=True applies to phi^4 kernels, not to {type(theory).__name__}")
+    be = get_backend(backend, device)
+    if compile and be.name != "torch":
+        raise ValueError(f"compile=True needs the torch backend, got backend={be.name!r}")
+    check_memory(chains, L, dim, 1 if fam == "spins" else (4 if dtype == "float32" else 8))
+    if fam == "field":
+        theory.check_dimension(dim)
+    elif hasattr(theory, "couplings"):
+        if theory.dim != dim or theory.couplings.shape[1] != L:
+            raise ValueError(f"couplings of shape {tuple(theory.couplings.shape)} do not fit L={L}, dim={dim}")
+        # quenched couplings move to the run's backend and device
+        c = theory.couplings
+        theory = theory.with_couplings(be.from_numpy(backend_of(c).to_numpy(c), "float64"))
+    elif getattr(theory, "dim", None) not in (None, dim):
+        raise ValueError(f"the theory is {theory.dim}-dimensional, got dim={dim}")
+    kernel = make_kernel(theory, algorithm, dtype=dtype, **knobs)
+    dt = be.dtype(dtype)
+    rng = be.rng(seed)
+    shape = (chains,) + (L,) * dim
+    if start is None:
+        start = rng.normal(shape, dt) if fam == "field" else theory.random(rng, shape, be.xp.float64)
+    elif fam == "field":
+        from ..lattice import check_field
+        check_field(start, name="start", shape=shape, dtype=dt, device=be.device)
+    elif tuple(start.shape) != shape:
+        raise ValueError(f"start must have shape {shape}, got start.shape={tuple(start.shape)}")
+    volume = L ** dim
+
+    if fam == "field":
+        def measure(phi):
+            return measure_phi4(phi, theory)
+
+        def analyse(series):
+            out = ensemble_phi4(series, volume, L)
+            return _with_info_series(out, series)
+    else:
+        def measure(s):
+            return measure_spins(s, theory, dt)
+
+        def analyse(series):
+            out = ensemble_spins(series, volume, theory)
+            return _with_info_series(out, series)
+
+    previous = None
+    if compile:
+        from ..backends.torch_backend import use_compile
+        previous = use_compile(True)
+    try:
+        result = run(kernel, start, rng, n_therm=therm, n_measure=sweeps, every=every, measure=measure,
+                     analyse=analyse, to_host=be.to_numpy, progress=progress, label=f"{algorithm} [{be}]")
+    finally:
+        if previous is not None:
+            use_compile(previous)
+    from .. import __version__
+    result.meta.update({"backend": be.name, "device": str(be.device), "dtype": dtype,
+                        "theory": theory.params(), "L": L, "dim": dim, "algorithm": algorithm,
+                        "knobs": resolved, "chains": chains, "therm": therm, "sweeps": sweeps, "every": every,
+                        "seed": seed, "compile": compile, "version": __version__})
+    return result
+
+
+def _as_int(value: Any) -> Any:
+    """Integers of any library (numpy.int64 from np.arange) as Python ints; anything else unchanged
+    (to be refused by name by the size checks)."""
+    if isinstance(value, bool) or isinstance(value, int):
+        return value
+    if hasattr(value, "__index__") and not hasattr(value, "is_integer"):
+        try:
+            return value.__index__()
+        except TypeError:
+            return value
+    return value
+
+
+def _with_info_series(out: dict, series: dict) -> dict:
+    for name in INFO_SERIES + ("exp_minus_dh",):
+        if name in series:
+            out[name] = gamma_method(series[name])
+    return out

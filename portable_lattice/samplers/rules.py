@@ -1,0 +1,323 @@
+r"""Proposal rules for the Metropolis loops (NetKet's ``MetropolisRule`` pattern).
+
+A rule says what is proposed at a site and what it costs; a loop in
+:mod:`portable_lattice.samplers.metropolis` says which sites are visited. A rule
+implements some of three entry points, one per layout:
+
+``site_draws`` / ``site_update``
+    one site per chain at a time (the random-site loop): given the site's value,
+    its neighbours and the rule's random input, return the proposal and its
+    local action difference.
+``masked_update``
+    every site of a mask at once, on the whole lattice (sublattice and generic
+    checkerboard loops): the sites of a mask share no neighbour (or no receptive
+    field), so their updates are independent.
+``block_draws`` / ``block_update``
+    one parity of the blocked checkerboard layout
+    (:class:`~portable_lattice.lattice.Checkerboard`): the fast path, where the
+    arithmetic touches only the V/2 sites being updated.
+
+The rule never reads a coupling: the theory gives the local action difference
+(``local_delta_action`` for fields, ``delta_action`` / ``site_delta_action``
+for spins) or integer acceptance thresholds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from array_api_compat import array_namespace
+
+from .._checks import positive_float
+from .._delegation import accelerated
+from .base import count_per_chain, metropolis_accept
+
+__all__ = ["Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "check_gradient"]
+
+
+class Site(NamedTuple):
+    """One site per chain, as the random-site loop hands it to a rule.
+
+    value : (chains,) the current value at the site
+    neighbours : (chains, 2d) the values of its 2d neighbours (order of
+        :func:`~portable_lattice.lattice.neighbour_table`)
+    index : (chains,) the site's flat index on the lattice, 0..V-1
+    flat_index : (chains,) its index into the flattened (chains * V) configuration
+    config : the whole current configuration (chains, L, ..., L)
+    """
+
+    value: Any
+    neighbours: Any
+    index: Any
+    flat_index: Any
+    config: Any
+
+
+def _uniform_log(rng, shape, dtype):
+    xp_u = rng.uniform(shape, dtype)
+    return array_namespace(xp_u).log(xp_u)
+
+
+# --- fields ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GaussianShift:
+    """phi_x -> phi_x + delta, delta ~ N(0, step_size^2), accepted with the exact local dS (Eq. 3 of [PEM])."""
+
+    step_size: float = 1.0
+    reports = "acceptance"
+
+    def __post_init__(self):
+        positive_float("step_size", self.step_size)
+
+    def check(self, theory: Any) -> None:
+        if not hasattr(theory, "local_delta_action"):
+            raise ValueError(f"a Gaussian shift needs a field theory, got {type(theory).__name__}")
+
+    def prepare(self, theory: Any, x: Any, dtype: Any) -> dict:
+        return {}
+
+    # random site
+    def site_draws(self, theory, rng, n: int, chains: int, dtype) -> tuple:
+        return (self.step_size * rng.normal((n, chains), dtype),)
+
+    def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
+        xp = array_namespace(site.value)
+        (delta,) = draws
+        grad = theory.grad_action_local(site.value, xp.sum(site.neighbours, axis=1))
+        return site.value + delta, theory.local_delta_action(site.value, delta, grad)
+
+    # masked (sublattice, generic checkerboard)
+    def masked_update(self, theory, x, mask, rng, dtype, ctx):
+        xp = array_namespace(x)
+        shape = tuple(x.shape)
+        delta = self.step_size * rng.normal(shape, dtype)
+        u = rng.uniform(shape, dtype)
+        dS = theory.local_delta_action(x, delta, theory.grad_action(x))
+        acc = mask & metropolis_accept(u, -dS)
+        return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
+
+    # blocked checkerboard
+    def blocked(self, theory) -> bool:
+        return True
+
+    def block_draws(self, rng, shape, dtype, hits: int) -> tuple:
+        deltas, us = [], []
+        for _ in range(hits):
+            deltas.append(self.step_size * rng.normal(shape, dtype))
+            us.append(rng.uniform(shape, dtype))
+        return deltas, us
+
+    def block_update(self, theory, active, other, p, board, draws, ctx):
+        xp = array_namespace(active)
+        return accelerated(gaussian_block_update, xp)(theory, active, other, p, board, draws[0], draws[1])
+
+
+def gaussian_block_update(theory, active, other, p: int, board, deltas: list, us: list):
+    """All hits of a Gaussian shift on the parity-p blocks: pure arithmetic given the random
+    numbers (per hit the proposals ``deltas`` and the uniforms ``us``), the unit a backend
+    accelerator (torch.compile) fuses. Returns the new blocks and the accepted proposals per
+    chain, as the field's dtype."""
+    xp = array_namespace(active)
+    # neighbours are fixed during this parity's hits: one neighbour sum serves them all
+    nsum = board.neighbour_sum(other, p)
+    accepted = None
+    for delta, u in zip(deltas, us):
+        grad = theory.grad_action_local(active, nsum)
+        dS = theory.local_delta_action(active, delta, grad)
+        acc = metropolis_accept(u, -dS)
+        active = xp.where(acc, active + delta, active)
+        n = count_per_chain(acc, active.dtype)
+        accepted = n if accepted is None else accepted + n
+    return active, accepted
+
+
+def check_gradient(mean, var, phi) -> None:
+    """Shapes must match the field; non-finite predictions stop the run, naming chain and site."""
+    xp = array_namespace(phi)
+    for name, arr in (("gradient", mean), ("variance", var)):
+        if arr is None:
+            continue
+        if tuple(arr.shape) != tuple(phi.shape):
+            raise ValueError(f"the surrogate's {name} has shape {tuple(arr.shape)}, "
+                             f"but the field has shape {tuple(phi.shape)}")
+        bad = ~xp.isfinite(arr)
+        if bool(xp.any(bad)):
+            flat = xp.reshape(bad, (-1,))
+            first = int(xp.argmax(xp.astype(flat, xp.int32)))
+            V = flat.shape[0] // phi.shape[0]
+            chain, site = divmod(first, V)
+            coords = []
+            for n in reversed(phi.shape[1:]):
+                coords.append(site % n)
+                site //= n
+            raise FloatingPointError(f"the surrogate predicted a non-finite {name} at chain {chain}, "
+                                     f"site {tuple(reversed(coords))}")
+
+
+@dataclass(frozen=True)
+class SurrogateShift:
+    r"""A Gaussian shift judged with a surrogate gradient (Eq. 5-6 of [PEM]); ``penalty=True`` is
+    the Penalty Ensemble Method (Eq. 10 of [PEM]).
+
+    dS = delta g_x + (1 - 2g + 6g phi_x^2) delta^2 + 4g phi_x delta^3 + g delta^4 with the
+    provider's g_x (the ensemble mean), plus, for PEM, the Ceperley-Dewing penalty
+    sigma^2 delta^2 / (2N) (App. A of [PEM]): the mean over N members carries variance
+    sigma^2 / N.
+
+    provider : callable phi -> (mean, var) with ``n_members`` and ``receptive_field``
+        (:mod:`portable_lattice.surrogates.providers`, or a torch ensemble behind the adapter).
+    """
+
+    provider: Any
+    step_size: float = 1.0
+    penalty: bool = False
+    reports = "acceptance"
+
+    def __post_init__(self):
+        positive_float("step_size", self.step_size)
+        if self.penalty and getattr(self.provider, "n_members", 1) < 2:
+            raise ValueError(f"PEM needs an ensemble of N >= 2 members for its variance, "
+                             f"got N={getattr(self.provider, 'n_members', 1)}")
+
+    @property
+    def stride(self) -> int:
+        """The sublattice stride r + 1 for receptive field r: a site's update changes no
+        other site's prediction within its sublattice."""
+        return int(self.provider.receptive_field) + 1
+
+    def check(self, theory: Any) -> None:
+        GaussianShift.check(self, theory)
+
+    def prepare(self, theory, x, dtype) -> dict:
+        return {}
+
+    def blocked(self, theory) -> bool:
+        return False
+
+    def _evaluate(self, phi):
+        mean, var = self.provider(phi)
+        if self.penalty and var is None:
+            raise ValueError("PEM needs the provider's variance, got None")
+        check_gradient(mean, var, phi)
+        return mean, var
+
+    def _delta_action(self, theory, phi, delta, mean, var):
+        dS = theory.local_delta_action(phi, delta, mean)
+        if self.penalty:
+            dS = dS + var * (delta * delta) / (2.0 * self.provider.n_members)
+        return dS
+
+    def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
+        return (self.step_size * rng.normal((n, chains), dtype),)
+
+    def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
+        # the paper's algorithm: one provider call per single-site update
+        xp = array_namespace(site.value)
+        (delta,) = draws
+        mean, var = self._evaluate(site.config)
+        g = xp.take(xp.reshape(mean, (-1,)), site.flat_index)
+        v = None if var is None else xp.take(xp.reshape(var, (-1,)), site.flat_index)
+        return site.value + delta, self._delta_action(theory, site.value, delta, g, v)
+
+    def masked_update(self, theory, x, mask, rng, dtype, ctx):
+        xp = array_namespace(x)
+        shape = tuple(x.shape)
+        mean, var = self._evaluate(x)  # one provider call serves the whole sublattice
+        delta = self.step_size * rng.normal(shape, dtype)
+        u = rng.uniform(shape, dtype)
+        acc = mask & metropolis_accept(u, -self._delta_action(theory, x, delta, mean, var))
+        return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
+
+
+# --- spins ----------------------------------------------------------------------------------
+def _uniform_couplings(theory) -> bool:
+    """Integer thresholds need one coupling for every bond (Ising, not Edwards-Anderson)."""
+    return hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table")
+
+
+@dataclass(frozen=True)
+class SpinFlip:
+    """s_x -> -s_x for +-1 spins (Ising, Edwards-Anderson), accepted with min(1, exp(-beta dE)).
+
+    On the blocked checkerboard with uniform couplings the decision is an integer compare of
+    32 random bits against the theory's thresholds (:meth:`Ising.flip_thresholds`), built
+    once per kernel and dimension.
+    """
+
+    reports = "acceptance"
+
+    def check(self, theory: Any) -> None:
+        if getattr(theory, "n_states", None) != 2 or not hasattr(theory, "site_delta_action"):
+            raise ValueError(f"a spin flip needs +-1 spins (Ising, Edwards-Anderson), got {type(theory).__name__}")
+
+    def prepare(self, theory, x, dtype) -> dict:
+        if hasattr(theory, "coupling_table"):
+            return {"table": theory.coupling_table(dtype)}
+        return {}
+
+    def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
+        return ()
+
+    def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
+        t = -site.value
+        return t, theory.site_delta_action(site.value, t, site.neighbours, site.index, ctx["dtype"],
+                                           **({"table": ctx["table"]} if "table" in ctx else {}))
+
+    def masked_update(self, theory, s, mask, rng, dtype, ctx):
+        xp = array_namespace(s)
+        t = -s
+        acc = mask & (_uniform_log(rng, tuple(s.shape), dtype) < -theory.delta_action(t, s, dtype))
+        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+
+    def blocked(self, theory) -> bool:
+        return _uniform_couplings(theory)
+
+    def block_tables(self, theory, dim: int) -> list:
+        return theory.flip_thresholds(dim)
+
+    def block_draws(self, rng, shape, dtype, hits: int) -> Any:
+        return rng.bits32(shape)
+
+    def block_update(self, theory, active, other, p, board, bits, ctx):
+        xp = array_namespace(active)
+        nsum = board.neighbour_sum(other, p)  # int8, |sum| <= 2d
+        changed = theory.flip_accept(active, nsum, bits, ctx["thresholds"])
+        # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
+        return active * (1 - 2 * xp.astype(changed, active.dtype)), count_per_chain(changed, ctx["dtype"])
+
+
+@dataclass(frozen=True)
+class StateShift:
+    """s_x -> (s_x + 1 + k) mod q, k ~ U{0..q-2}: a uniformly random other state (Potts, clock)."""
+
+    reports = "acceptance"
+
+    def check(self, theory: Any) -> None:
+        if not hasattr(theory, "q"):
+            raise ValueError(f"a state shift needs q-state spins (Potts, clock), got {type(theory).__name__}")
+
+    def prepare(self, theory, x, dtype) -> dict:
+        return {}
+
+    def _offsets(self, theory, rng, shape):
+        k = rng.integers(theory.q - 1, shape)
+        xp = array_namespace(k)
+        return xp.astype(k, xp.int8)
+
+    def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
+        return (self._offsets(theory, rng, (n, chains)),)
+
+    def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
+        (k,) = draws
+        t = (site.value + 1 + k) % theory.q
+        return t, theory.site_delta_action(site.value, t, site.neighbours, site.index, ctx["dtype"])
+
+    def masked_update(self, theory, s, mask, rng, dtype, ctx):
+        xp = array_namespace(s)
+        shape = tuple(s.shape)
+        t = (s + 1 + self._offsets(theory, rng, shape)) % theory.q
+        acc = mask & (_uniform_log(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
+        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+
+    def blocked(self, theory) -> bool:
+        return False

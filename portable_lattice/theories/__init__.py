@@ -1,0 +1,14 @@
+"""What is sampled: each theory owns its couplings, the inverse temperature included.
+
+* :class:`Phi4` - real scalar phi^4 field, in the (beta, g) form of [PEM] or the
+  (kappa, lambda) form of [DMSQ].
+* :class:`Ising`, :class:`EdwardsAnderson` - +-1 spins.
+* :class:`Potts`, :class:`Clock` - q-state spins.
+"""
+from .base import FieldTheory, SpinTheory, check_beta
+from .ising import EdwardsAnderson, Ising, check_spins
+from .phi4 import Phi4
+from .potts import Clock, Potts
+
+__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "FieldTheory", "SpinTheory",
+           "check_beta", "check_spins"]

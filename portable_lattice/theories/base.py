@@ -1,0 +1,80 @@
+"""What a sampler may ask of a theory (the protocols), and the checks every theory shares.
+
+A theory owns every coupling, the inverse temperature ``beta`` included. A
+sampler never reads a coupling and multiplies: it asks for a *local action
+difference* (the change of the Boltzmann exponent, beta dE for spins, dS for
+fields), a local field, integer acceptance thresholds or a bond probability.
+That keeps one flag meaning one thing, and lets a kernel serve every theory of
+a family.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from array_api_compat import array_namespace, device as device_of
+
+from .._checks import finite_float
+from .._delegation import implementation
+
+__all__ = ["FieldTheory", "SpinTheory", "check_beta", "lookup", "bits32_threshold", "bits_below"]
+
+
+def check_beta(beta: Any) -> float:
+    """beta must be a finite, non-negative real number."""
+    b = finite_float("beta", beta)
+    if b < 0:
+        raise ValueError(f"beta must be non-negative, got beta={beta!r}")
+    return b
+
+
+@runtime_checkable
+class FieldTheory(Protocol):
+    """A real scalar field with a nearest-neighbour action (phi^4)."""
+
+    def action(self, phi: Any) -> Any: ...                                   # S per chain
+    def grad_action(self, phi: Any) -> Any: ...                              # dS/dphi_x
+    def grad_action_local(self, phi: Any, nsum: Any) -> Any: ...             # dS/dphi_x given sum_nb phi
+    def local_delta_action(self, phi: Any, delta: Any, grad: Any) -> Any: ...  # S[phi + delta e_x] - S[phi]
+    def check_field(self, phi: Any) -> Any: ...
+    def params(self) -> dict: ...
+
+
+@runtime_checkable
+class SpinTheory(Protocol):
+    """Discrete spins (int8) with a nearest-neighbour energy and an inverse temperature."""
+
+    beta: float
+    n_states: int
+
+    def energy(self, s: Any, dtype: Any) -> Any: ...                         # H per chain
+    def magnetisation(self, s: Any, dtype: Any) -> Any: ...
+    def delta_action(self, t: Any, s: Any, dtype: Any) -> Any: ...          # beta (E_x(t) - E_x(s_x))
+    def site_delta_action(self, sx: Any, t: Any, nbrs: Any, sites: Any, dtype: Any) -> Any: ...
+    def check_spins(self, s: Any, name: str = "spins") -> Any: ...
+    def params(self) -> dict: ...
+
+
+# --- integer acceptance thresholds: a Bernoulli draw per site from 32 random bits ------------
+def lookup(table: Any, index: Any) -> Any:
+    """``table[index]`` for a 1-D table and non-negative integer indices of any shape."""
+    xp = array_namespace(table)
+    return xp.reshape(xp.take(table, xp.reshape(index, (-1,)), axis=0), tuple(index.shape))
+
+
+def bits32_threshold(p: float) -> int:
+    """T with P(b <= T) = round(p 2**32) / 2**32 for b uniform on the int32 values
+    (``rng.bits32``), clipped to the int32 range: exact for p = 1, within 2**-33 of p
+    otherwise (2**-32 where p < 2**-33)."""
+    return max(-2 ** 31, min(2 ** 31 - 1, round(p * 2.0 ** 32) - 2 ** 31 - 1))
+
+
+def bits_below(bits: Any, thresholds: Any, index: Any) -> Any:
+    """``bits <= thresholds[index]`` elementwise: a Bernoulli draw per site, with the
+    site's probability looked up from a small table by its int32 ``index``.
+
+    ``thresholds`` is a host list or an int32 array already on the bits' device.
+    """
+    xp = array_namespace(bits)
+    table = thresholds if hasattr(thresholds, "shape") else \
+        xp.asarray(thresholds, dtype=xp.int32, device=device_of(bits))
+    return bits <= implementation("lookup", xp, lookup)(table, index)
