@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from portable_lattice.analysis import chain_error, derived, format_value, gamma_method
+from portable_lattice.statistics import chain_error, derived, format_value, gamma_method
 
 
 def ar1(n, chains, a, seed):

@@ -3,9 +3,10 @@ import io
 import numpy as np
 import pytest
 
-from portable_lattice import HMC, NonFiniteFieldError, Phi4, run, simulate
-from portable_lattice.driver import Progress
+from portable_lattice import NonFiniteFieldError, Phi4, run, simulate
 from portable_lattice.observables import measure_phi4, two_point
+from portable_lattice.runs.driver import Progress
+from portable_lattice.samplers import HMC, FieldState, Info
 
 
 class Explodes:
@@ -18,13 +19,12 @@ class Explodes:
         return HMC(Phi4.from_beta_g(0.2, 0.1)).init(phi)
 
     def step(self, state, rng):
-        from portable_lattice.samplers import Info, State
         self.n += 1
         phi = state.phi + 0.01
         if self.n >= self.at:
             phi = phi.copy()
             phi[1, 0, 0] = np.inf
-        return State(phi=phi), Info(acceptance=np.ones(phi.shape[0]))
+        return FieldState(phi=phi), Info(acceptance=np.ones(phi.shape[0]))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

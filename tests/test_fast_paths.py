@@ -4,8 +4,10 @@ import warnings
 import numpy as np
 import pytest
 
-from portable_lattice import HMC, CheckerboardMetropolis, Phi4, RandomSiteMetropolis
+from portable_lattice import Phi4
 from portable_lattice._delegation import accelerated
+from portable_lattice.samplers import HMC, CheckerboardMetropolis, GaussianShift, RandomSiteMetropolis
+from portable_lattice.samplers.rules import gaussian_block_update
 
 torch = pytest.importorskip("torch")
 from portable_lattice.backends import get_backend  # noqa: E402
@@ -30,7 +32,7 @@ def _run(kernel, compiled, steps=3):
         use_compile(previous)
 
 
-@pytest.mark.parametrize("kernel", [CheckerboardMetropolis(Phi4.from_beta_g(0.5, 0.1), 1.0, hits=2),
+@pytest.mark.parametrize("kernel", [CheckerboardMetropolis(Phi4.from_beta_g(0.5, 0.1), GaussianShift(1.0), hits=2),
                                     HMC(Phi4.from_kappa_lambda(0.21, 0.022), 1.0, 4)],
                          ids=["checkerboard", "hmc"])
 def test_torch_compile_equals_generic(kernel):
@@ -43,7 +45,7 @@ def test_torch_compile_equals_generic(kernel):
 
 def test_accelerator_is_opt_in():
     be = get_backend("torch")
-    fn = CheckerboardMetropolis.update_parity
+    fn = gaussian_block_update  # the unit the checkerboard's Gaussian shift hands the accelerator
     previous = use_compile(False)
     try:
         assert accelerated(fn, be.xp) is fn
@@ -59,7 +61,7 @@ def test_random_site_inplace_equals_generic_on_torch():
     phi = be.rng(0).normal((2, 5, 5), torch.float64)
     outs = []
     for inplace in (False, True):
-        k = RandomSiteMetropolis(Phi4.from_beta_g(0.5, 0.1), 1.0, inplace=inplace)
+        k = RandomSiteMetropolis(Phi4.from_beta_g(0.5, 0.1), GaussianShift(1.0), inplace=inplace)
         state, _ = k.step(k.init(phi), be.rng(4))
         outs.append(be.to_numpy(state.phi))
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -68,11 +70,15 @@ def test_random_site_inplace_equals_generic_on_torch():
 def test_torch_lookup_equals_generic():
     """The torch ``lookup`` (one index_select) equals the generic take over the flattened index."""
     from portable_lattice._delegation import implementation
-    from portable_lattice.spins.models import lookup
+    from portable_lattice.backends.torch_backend import _torch_lookup
+    from portable_lattice.theories.base import lookup
     xp = get_backend("torch").xp
-    native = implementation("lookup", xp, lookup)
-    assert native is not lookup
+    dispatched = implementation("lookup", xp, lookup)
+    assert dispatched is not lookup
+    native = dispatched.native  # the registered function itself, not the wrapper that may fall back
+    assert native is _torch_lookup
     table = torch.arange(-5, 22, dtype=torch.int32) * 7
     index = torch.from_numpy(np.random.default_rng(0).integers(0, 27, size=(3, 2, 5, 4)).astype(np.int32))
     assert torch.equal(native(table, index), lookup(table, index))
     assert native(table, index).shape == index.shape
+    assert torch.equal(dispatched(table, index), lookup(table, index))

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from portable_lattice import (HMC, LEAPFROG, MALA, OMELYAN, CheckerboardMetropolis, Integrator, Langevin, Phi4,
-                              RandomSiteMetropolis)
+from portable_lattice import Phi4
 from portable_lattice.backends import backend_of
-from portable_lattice.samplers import integrate
+from portable_lattice.samplers import (HMC, LEAPFROG, MALA, OMELYAN, CheckerboardMetropolis, GaussianShift,
+                                       Integrator, Langevin, RandomSiteMetropolis, integrate)
 
 ACTION = Phi4.from_beta_g(0.5, 0.1)
 
@@ -13,7 +13,8 @@ def _field(backend, shape=(3, 6, 6), seed=0, dtype="float64"):
     return backend.rng(seed).normal(shape, backend.dtype(dtype))
 
 
-KERNELS = [CheckerboardMetropolis(ACTION, 1.0, hits=2), RandomSiteMetropolis(ACTION, 1.0),
+KERNELS = [CheckerboardMetropolis(ACTION, GaussianShift(1.0), hits=2),
+           RandomSiteMetropolis(ACTION, GaussianShift(1.0)),
            HMC(ACTION, 1.0, 5), HMC(ACTION, 1.0, 3, "omelyan"), Langevin(ACTION, 0.05), MALA(ACTION, 0.05)]
 
 
@@ -40,7 +41,7 @@ def test_kernel_step_shapes_and_reproducibility(backend, kernel):
 
 
 def test_float32_runs(backend):
-    kernel = CheckerboardMetropolis(ACTION, 1.0)
+    kernel = CheckerboardMetropolis(ACTION, GaussianShift(1.0))
     state, _ = kernel.step(kernel.init(_field(backend, dtype="float32")), backend.rng(1))
     assert state.phi.dtype == backend.xp.float32
 
@@ -51,7 +52,7 @@ def test_random_site_fast_path_equals_generic(backend):
     for inplace in (False, True):
         if inplace and backend.name == "array_api_strict":
             pytest.skip("array_api_strict has no in-place fancy indexing; the generic path is its only path")
-        k = RandomSiteMetropolis(ACTION, 1.3, inplace=inplace)
+        k = RandomSiteMetropolis(ACTION, GaussianShift(1.3), inplace=inplace)
         rng, state = backend.rng(9), k.init(phi)
         for _ in range(3):
             state, _ = k.step(state, rng)
@@ -65,7 +66,7 @@ def test_random_site_matches_a_hand_written_sweep():
     be = get_backend("numpy")
     L, step = 4, 0.9
     phi0 = np.random.default_rng(3).normal(size=(1, L, L))
-    k = RandomSiteMetropolis(ACTION, step)
+    k = RandomSiteMetropolis(ACTION, GaussianShift(step))
     state, _ = k.step(k.init(phi0), be.rng(5))
     g = be.rng(5)
     sites = g.integers(L * L, (L * L, 1))[:, 0]
@@ -125,11 +126,11 @@ def test_hmc_rejects_divergent_trajectories(backend):
 
 def test_bad_sampler_input(backend):
     with pytest.raises(ValueError, match="step_size=0"):
-        CheckerboardMetropolis(ACTION, 0)
+        CheckerboardMetropolis(ACTION, GaussianShift(0))
     with pytest.raises(ValueError, match="step_size=-1"):
-        RandomSiteMetropolis(ACTION, -1.0)
+        RandomSiteMetropolis(ACTION, GaussianShift(-1.0))
     with pytest.raises(ValueError, match="hits=0"):
-        CheckerboardMetropolis(ACTION, 1.0, hits=0)
+        CheckerboardMetropolis(ACTION, GaussianShift(1.0), hits=0)
     with pytest.raises(ValueError, match="dt=0"):
         Langevin(ACTION, 0.0)
     with pytest.raises(ValueError, match="n_steps=0"):
@@ -137,7 +138,7 @@ def test_bad_sampler_input(backend):
     with pytest.raises(ValueError, match="integrator='verlet'"):
         HMC(ACTION, 1.0, 5, "verlet")
     with pytest.raises(ValueError, match="even L"):
-        CheckerboardMetropolis(ACTION).init(_field(backend, (2, 5, 5)))
+        CheckerboardMetropolis(ACTION, GaussianShift()).init(_field(backend, (2, 5, 5)))
     with pytest.raises(ValueError, match="shape"):
         HMC(ACTION).init(_field(backend, (2, 4, 5)))
     with pytest.raises(ValueError, match="beta=0.6"):
