@@ -6,6 +6,8 @@ core can stay backend-agnostic.
 """
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -40,9 +42,10 @@ class Generator(Protocol):
 
 
 def check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    # numbers.Integral admits NumPy integers (a seed scan over np.arange)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
-    return seed
+    return int(seed)
 
 
 def check_shape(shape: Any) -> tuple[int, ...]:

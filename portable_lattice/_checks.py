@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 __all__ = ["namespace_of", "positive_int", "positive_float", "nonnegative_float", "finite_float", "choice"]
@@ -17,19 +18,30 @@ def namespace_of(name: str, x: Any) -> Any:
 
 
 def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # numbers.Real includes NumPy's scalar types (a scan over np.linspace passes np.float64)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    # numbers.Integral includes NumPy's integer scalars (a scan over np.arange passes np.int64)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not _is_int(value) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
-    return value
+    return int(value)
 
 
 def nonnegative_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _is_int(value) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {name}={value!r}")
-    return value
+    return int(value)
+
+
+def as_int(value: Any) -> Any:
+    """Integers of any library as Python ints; anything else unchanged (to be refused by name later)."""
+    return int(value) if _is_int(value) else value
 
 
 def finite_float(name: str, value: Any) -> float:

@@ -2,24 +2,49 @@
 
     portable-lattice simulate --model phi4 --beta 0.5 --g 0.1 --L 16 --algorithm checkerboard
     portable-lattice simulate --kappa 0.21 --lam 0.022 --L 32 --algorithm hmc --backend torch --json
+    portable-lattice simulate --model ising --beta 0.4406868 --L 64 --algorithm swendsen-wang
+    portable-lattice mcrg --L 32 --configs 10000
+    portable-lattice pem --surrogate oracle --L 16
+
+Every flag means one thing. A flag that does not apply to the chosen model or
+algorithm is an error (exit status 2, naming the flag), never silently
+ignored. Exit status 3: the field became non-finite (what was measured before
+is still reported).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import warnings
 
-from .analysis import format_value
+from . import __version__
 from .backends import BACKENDS, BackendUnavailableError
-from .driver import NonFiniteFieldError
-from .phi4 import Phi4
-from .simulate import ALGORITHMS, KNOBS, simulate
+from .runs import NonFiniteFieldError, simulate
+from .runs.simulate import ALGORITHMS, KNOBS, family
+from .statistics import format_value
+from .theories import Clock, EdwardsAnderson, Ising, Phi4, Potts
 
 __all__ = ["main", "build_parser"]
 
-#: observables printed and written, in this order
-REPORTED = ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action")
+#: observables printed and written per theory family, in this order
+REPORTED = {"field": ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action", "exp_minus_dh"),
+            "spins": ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")}
+#: per-step sampler statistics, reported beside the observables where the sampler has them
+SAMPLER = ("acceptance", "changed", "cluster_size")
+
+#: which flags each model takes (beyond the run flags); "dest" names of argparse
+MODEL_FLAGS = {"phi4": {"beta", "g", "kappa", "lam"}, "ising": {"beta", "J", "h"}, "potts": {"beta", "J", "q"},
+               "clock": {"beta", "J", "q"}, "ea": {"beta", "couplings", "couplings_seed"}}
+#: algorithm knob -> argparse dest
+KNOB_FLAGS = {"step": "step", "hits": "hits", "dt": "dt", "n_steps": "n_steps", "traj_length": "traj_length",
+              "integrator": "integrator"}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-") if dest not in ("L", "J", "h", "q", "g") else "--" + dest
 
 
 def print_json(obj) -> None:
@@ -31,50 +56,51 @@ def print_json(obj) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="portable-lattice",
                                  description="Lattice Monte Carlo on NumPy, torch or CuPy.")
+    ap.add_argument("--version", action="version", version=f"portable_lattice {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    sim = sub.add_parser("simulate", help="sample a lattice field theory and print observables with errors")
-    sim.add_argument("--model", default="phi4", choices=["phi4", "ising", "potts", "clock", "ea"])
-    par = sim.add_argument_group("phi^4 parameters: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
-    par.add_argument("--beta", type=float)
+    sim = sub.add_parser("simulate", help="sample a lattice theory and print observables with errors")
+    sim.add_argument("--model", default="phi4", choices=sorted(MODEL_FLAGS))
+    par = sim.add_argument_group("phi4: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
+    par.add_argument("--beta", type=float, help="phi4: hopping coupling; spins: inverse temperature")
     par.add_argument("--g", type=float)
     par.add_argument("--kappa", type=float)
     par.add_argument("--lam", type=float)
     spin = sim.add_argument_group("spin models: H = -J sum s_i s_j - h sum s_i (ising), -J sum delta (potts), "
-                                  "-J sum cos (clock), -sum J_ij s_i s_j (ea)")
-    spin.add_argument("--q", type=int, default=3, help="states of potts/clock (default 3)")
-    spin.add_argument("--h", type=float, default=0.0, help="ising magnetic field (default 0)")
-    spin.add_argument("--J", type=float, default=1.0, help="coupling (default 1)")
-    spin.add_argument("--couplings", default=None, help="ea: couplings as .npy of shape (d, L, ..., L)")
-    spin.add_argument("--couplings-seed", type=int, default=None, help="ea: draw J_ij ~ N(0,1) from this seed")
+                                  "-J sum cos (clock), -sum J_ij s_i s_j (ea); weight exp(-beta H)")
+    spin.add_argument("--q", type=int, help="potts/clock: number of states (default 3)")
+    spin.add_argument("--h", type=float, help="ising: magnetic field (default 0)")
+    spin.add_argument("--J", type=float, help="ising/potts/clock: coupling (default 1)")
+    spin.add_argument("--couplings", help="ea: couplings as .npy of shape (d, L, ..., L)")
+    spin.add_argument("--couplings-seed", type=int, help="ea: draw J_ij ~ N(0,1) from this seed")
     lat = sim.add_argument_group("lattice")
     lat.add_argument("--L", type=int, default=16, help="extent in every direction (default 16)")
-    lat.add_argument("--dim", type=int, default=2, help="number of dimensions (default 2)")
-    alg = sim.add_argument_group("sampler")
-    alg.add_argument("--algorithm", default="checkerboard",
-                     choices=sorted(set(ALGORITHMS) | {"heatbath", "swendsen-wang", "wolff"}),
-                     help="phi4: metropolis (PEM paper's random-site), checkerboard, hmc, langevin, mala; "
+    lat.add_argument("--dim", type=int, default=2, help="number of dimensions, 1..4 (default 2)")
+    alg = sim.add_argument_group("sampler (knobs default to the kernel's own defaults)")
+    alg.add_argument("--algorithm", default=None,
+                     choices=sorted(set(ALGORITHMS["field"]) | set(ALGORITHMS["spins"])),
+                     help="phi4: metropolis (PEM paper's random site), checkerboard, hmc, langevin, mala; "
                           "spins: metropolis (DCL's random-site single flip), checkerboard, heatbath, "
-                          "swendsen-wang, wolff")
-    alg.add_argument("--step", type=float, default=1.0, help="Metropolis proposal width (default 1.0)")
-    alg.add_argument("--hits", type=int, default=1, help="checkerboard proposals per site (default 1)")
-    alg.add_argument("--dt", type=float, default=0.01, help="Langevin/MALA time step (default 0.01)")
-    alg.add_argument("--n-steps", type=int, default=10, help="HMC integration steps (default 10)")
-    alg.add_argument("--traj-length", type=float, default=1.0, help="HMC trajectory length (default 1.0)")
-    alg.add_argument("--integrator", default="leapfrog", choices=["leapfrog", "omelyan"])
+                          "swendsen-wang, wolff; default checkerboard for every model")
+    alg.add_argument("--step", type=float, help="phi4 metropolis/checkerboard: proposal width (default 1.0)")
+    alg.add_argument("--hits", type=int, help="phi4 checkerboard: proposals per site (default 1)")
+    alg.add_argument("--dt", type=float, help="phi4 langevin/mala: time step (default 0.01)")
+    alg.add_argument("--n-steps", type=int, help="phi4 hmc: integration steps (default 10)")
+    alg.add_argument("--traj-length", type=float, help="phi4 hmc: trajectory length (default 1.0)")
+    alg.add_argument("--integrator", choices=["leapfrog", "omelyan"], help="phi4 hmc (default leapfrog)")
     run = sim.add_argument_group("run")
-    run.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's own)")
-    run.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    _run_flags(run)
+    run.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                     help="phi4: the field's dtype; spins: the dtype of energies and observables")
     run.add_argument("--chains", type=int, default=4, help="independent chains (default 4)")
     run.add_argument("--therm", type=int, default=500, help="thermalisation steps (default 500)")
     run.add_argument("--sweeps", type=int, default=1000, help="number of measurements (default 1000)")
     run.add_argument("--every", type=int, default=1, help="steps between measurements (default 1)")
-    run.add_argument("--seed", type=int, default=0)
     run.add_argument("--compile", action="store_true",
-                     help="torch only: fuse the kernels with torch.compile (compiles first, then faster)")
+                     help="phi4 on torch only: fuse the kernels with torch.compile (compiled before timing)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="status line on stderr (default: only on a terminal)")
+
     pem = sub.add_parser("pem", help="surrogate Metropolis vs the Penalty Ensemble Method vs the exact sampler")
     pem.add_argument("--beta", type=float, default=0.5)
     pem.add_argument("--g", type=float, default=0.1)
@@ -94,145 +120,181 @@ def build_parser() -> argparse.ArgumentParser:
     pem.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
     pem.add_argument("--seed", type=int, default=0)
     pem.add_argument("--json", action="store_true")
+
     mc = sub.add_parser("mcrg", help="Monte Carlo RG of the 2D Ising model: exponents from the T matrix")
-    mc.add_argument("--L", type=int, default=32)
-    mc.add_argument("--beta", type=float, default=None, help="default: K_c = ln(1 + sqrt 2)/2")
-    mc.add_argument("--algorithm", default="swendsen-wang", choices=["swendsen-wang", "wolff", "checkerboard", "heatbath"])
-    mc.add_argument("--configs", type=int, default=10000, help="configurations analysed (default 10000)")
-    mc.add_argument("--chains", type=int, default=64)
-    mc.add_argument("--therm", type=int, default=200)
-    mc.add_argument("--every", type=int, default=1)
+    gen = mc.add_argument_group("generating an ensemble (not with --input)")
+    gen.add_argument("--L", type=int, help="lattice extent (default 32)")
+    gen.add_argument("--beta", type=float, help="default: K_c = ln(1 + sqrt 2)/2")
+    gen.add_argument("--algorithm", choices=["swendsen-wang", "wolff", "checkerboard", "heatbath"],
+                     help="default swendsen-wang")
+    gen.add_argument("--configs", type=int, help="configurations analysed (default 10000)")
+    gen.add_argument("--chains", type=int, help="default 64")
+    gen.add_argument("--therm", type=int, help="default 200")
+    gen.add_argument("--every", type=int, help="default 1")
+    gen.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     mc.add_argument("--levels", type=int, default=2, help="blocking steps (default 2)")
     mc.add_argument("--input", default=None, help="analyse stored configurations, (configs, L, L) of +-1 (or "
                                                   "booleans), instead of generating an ensemble: FILE.npy, "
                                                   "FILE.npz (one array) or FILE.npz:KEY")
-    mc.add_argument("--pair", type=int, default=None, help="blocking step n -> n+1 reported (default: last)")
+    mc.add_argument("--pair", type=int, default=None, help="blocking step n -> n+1 reported, 0..levels-1 "
+                                                          "(default: the last)")
     mc.add_argument("--basis", default="symmetric", choices=["symmetric", "oriented"],
                     help="couplings summed over rotations/reflections (default), or one orientation per shape "
                          "as in the inverse-RG authors' code")
-    mc.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
-    mc.add_argument("--device", default=None)
-    mc.add_argument("--seed", type=int, default=0)
+    _run_flags(mc)
     mc.add_argument("--json", action="store_true")
-    mc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     return ap
 
 
-def _action(args) -> Phi4:
-    bg = args.beta is not None or args.g is not None
-    kl = args.kappa is not None or args.lam is not None
-    if bg and kl:
-        raise ValueError("give either --beta/--g or --kappa/--lam, not both")
-    if kl:
-        if args.kappa is None or args.lam is None:
-            raise ValueError("--kappa and --lam go together")
-        return Phi4.from_kappa_lambda(args.kappa, args.lam)
-    if args.beta is None or args.g is None:
-        raise ValueError("give the couplings: --beta and --g, or --kappa and --lam")
-    return Phi4.from_beta_g(args.beta, args.g)
+def _run_flags(group) -> None:
+    group.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's own)")
+    group.add_argument("--seed", type=int, default=0)
+
+
+def _given(args, dests) -> list[str]:
+    return [d for d in dests if getattr(args, d, None) is not None]
+
+
+def _theory(args):
+    """The theory named by --model with its couplings; flags of other models are errors."""
+    model = args.model
+    all_model_flags = set().union(*MODEL_FLAGS.values())
+    stray = _given(args, sorted(all_model_flags - MODEL_FLAGS[model]))
+    if stray:
+        raise ValueError(f"{_flag(stray[0])} does not apply to --model {model} "
+                         f"(it takes {', '.join(sorted(_flag(d) for d in MODEL_FLAGS[model]))})")
+    if model == "phi4":
+        bg = args.beta is not None or args.g is not None
+        kl = args.kappa is not None or args.lam is not None
+        if bg and kl:
+            raise ValueError("give either --beta/--g or --kappa/--lam, not both")
+        if kl:
+            if args.kappa is None or args.lam is None:
+                raise ValueError("--kappa and --lam go together")
+            return Phi4.from_kappa_lambda(args.kappa, args.lam)
+        if args.beta is None or args.g is None:
+            raise ValueError("give the couplings: --beta and --g, or --kappa and --lam")
+        return Phi4.from_beta_g(args.beta, args.g)
+    if args.beta is None:
+        raise ValueError(f"--model {model} needs --beta (the inverse temperature)")
+    common = {k: v for k, v in (("J", args.J),) if v is not None}
+    if model == "ising":
+        return Ising(beta=args.beta, h=0.0 if args.h is None else args.h, dim=args.dim, **common)
+    if model in ("potts", "clock"):
+        cls = Potts if model == "potts" else Clock
+        return cls(beta=args.beta, q=3 if args.q is None else args.q, dim=args.dim, **common)
+    if (args.couplings is None) == (args.couplings_seed is None):
+        raise ValueError("--model ea needs exactly one of --couplings PATH or --couplings-seed N")
+    if args.couplings is not None:
+        from .runs.storage import load_couplings
+        return EdwardsAnderson(beta=args.beta, couplings=load_couplings(args.couplings))
+    from .backends import get_backend
+    return EdwardsAnderson.gaussian(args.L, args.dim, args.couplings_seed, beta=args.beta,
+                                    backend=get_backend("numpy"))
+
+
+def _knobs(args, theory) -> dict:
+    fam = family(theory)
+    algorithm = args.algorithm
+    if algorithm is not None and algorithm not in ALGORITHMS[fam]:
+        raise ValueError(f"algorithm={algorithm!r} does not apply to --model {args.model}; "
+                         f"it takes {list(ALGORITHMS[fam])}")
+    from .runs.simulate import DEFAULT_ALGORITHM
+    takes = KNOBS[fam][algorithm or DEFAULT_ALGORITHM[fam]]
+    knobs = {}
+    for knob, dest in KNOB_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if knob not in takes:
+            raise ValueError(f"{_flag(dest)} does not apply to --model {args.model} with --algorithm "
+                             f"{algorithm or DEFAULT_ALGORITHM[fam]}"
+                             + (f" (it takes {', '.join(_flag(KNOB_FLAGS[k]) for k in takes)})" if takes else ""))
+        knobs[knob] = value
+    return knobs
 
 
 def _finite(x: float):
-    return x if math.isfinite(x) else None  # JSON has no NaN
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None  # JSON has no NaN
 
 
-def result_json(res) -> dict:
-    obs = {name: {"value": _finite(e.value), "error": _finite(e.error), "tau_int": _finite(e.tau_int)}
-           for name, e in res.observables.items() if name in REPORTED + ("exp_minus_dh",)}
+def result_json(res, fam: str) -> dict:
     meta = res.meta
-    return {"backend": meta["backend"], "device": meta["device"], "dtype": meta["dtype"],
-            "model": meta["model"], "algorithm": meta["algorithm"], "chains": res.chains,
-            "sweeps": res.series["m"].shape[0], "every": meta.get("every", 1), "seed": meta["seed"],
+    obs = {name: e.as_dict() for name, e in res.observables.items() if name in REPORTED[fam]}
+    sampler = {name: e.as_dict() for name, e in res.observables.items() if name in SAMPLER}
+    model = dict(meta["theory"], L=meta["L"], dim=meta["dim"])
+    return {"version": meta["version"], "backend": meta["backend"], "device": meta["device"], "dtype": meta["dtype"],
+            "model": model, "algorithm": meta["algorithm"], "knobs": meta["knobs"], "chains": meta["chains"],
+            "therm": meta["therm"], "sweeps": meta["sweeps"], "every": meta["every"], "seed": meta["seed"],
+            "compile": meta["compile"],
             "acceptance": {"value": _finite(res.acceptance.value), "error": _finite(res.acceptance.error)},
-            "observables": obs,
+            "sampler": sampler, "observables": obs,
             "timing": {"seconds": res.seconds, "site_updates_per_second": res.site_updates_per_second}}
 
 
-def print_table(res, out=None) -> None:
+def print_table(res, fam: str, out=None) -> None:
     out = out or sys.stdout
     m = res.meta
-    params = ", ".join(f"{k}={v}" for k, v in m["model"].items() if k not in ("name", "form"))
-    out.write(f"phi^4 ({params}) | {m['algorithm']} | backend {m['backend']} on {m['device']}, {m['dtype']} | "
-              f"{res.chains} chains x {res.series['m'].shape[0]} measurements\n\n")
+    params = ", ".join(f"{k}={v}" for k, v in m["theory"].items() if k not in ("name", "form"))
+    knobs = ", ".join(f"{k}={v}" for k, v in m["knobs"].items())
+    out.write(f"{m['theory']['name']} ({params}) L={m['L']} d={m['dim']} | {m['algorithm']}"
+              f"{' (' + knobs + ')' if knobs else ''} | backend {m['backend']} on {m['device']}, {m['dtype']} | "
+              f"{m['chains']} chains x {m['sweeps']} measurements\n\n")
     out.write(f"{'observable':14s} {'value':>20s} {'tau_int':>14s}\n")
-    for name in REPORTED + ("exp_minus_dh",):
+    for name in REPORTED[fam] + SAMPLER:
         if name not in res.observables:
             continue
         e = res.observables[name]
         tau = format_value(e.tau_int, e.tau_int_error) if math.isfinite(e.tau_int_error) and e.tau_int_error > 0 \
             else f"{e.tau_int:.2f}"
         out.write(f"{name:14s} {str(e):>20s} {tau:>14s}\n")
-    a = res.acceptance
-    out.write(f"\nacceptance {a}   time {res.seconds:.2f} s   "
-              f"{res.site_updates_per_second:.3g} site updates/s\n")
+    out.write(f"\ntime {res.seconds:.2f} s   {res.site_updates_per_second:.3g} site updates/s\n")
 
 
-SPIN_REPORTED = ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")
-
-
-def _spin_model(args):
-    from .spins import Clock, EdwardsAnderson, Ising, Potts
-    if args.model == "ising":
-        return Ising(J=args.J, h=args.h, dim=args.dim)
-    if args.model == "potts":
-        return Potts(q=args.q, J=args.J, dim=args.dim)
-    if args.model == "clock":
-        return Clock(q=args.q, J=args.J, dim=args.dim)
-    if (args.couplings is None) == (args.couplings_seed is None):
-        raise ValueError("--model ea needs exactly one of --couplings PATH or --couplings-seed N")
-    if args.couplings is not None:
-        import importlib
-        np = importlib.import_module("numpy")  # reading a .npy file is host I/O, not core physics
-        try:
-            J = np.load(args.couplings)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"cannot read --couplings {args.couplings!r}: {e}") from e
-        if J.dtype.kind != "f":
-            raise TypeError(f"--couplings must hold floats, got dtype {J.dtype} in {args.couplings!r}")
-        return EdwardsAnderson(couplings=J)
-    return EdwardsAnderson.gaussian(args.L, args.dim, args.couplings_seed)
-
-
-def _main_spins(ap, args) -> int:
-    from .spins import simulate_spins
-    if args.beta is None:
-        ap.exit(2, "portable-lattice simulate: error: spin models need --beta\n")
+def _main_simulate(ap, args) -> int:
+    prog = "portable-lattice simulate"
     try:
-        model = _spin_model(args)
-        res = simulate_spins(model, beta=args.beta, L=args.L, dim=args.dim, algorithm=args.algorithm,
-                             backend=args.backend, device=args.device, chains=args.chains, therm=args.therm,
-                             sweeps=args.sweeps, every=args.every, seed=args.seed,
-                             progress=False if args.json and args.progress is None else args.progress)
+        theory = _theory(args)
+        knobs = _knobs(args, theory)
+        fam = family(theory)
+        if args.compile:
+            # compile once outside the timed run, so the reported throughput is the compiled kernel's
+            simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
+                     device=args.device, dtype=args.dtype, chains=args.chains, therm=1, sweeps=2, every=1,
+                     seed=args.seed, compile=True, progress=False, **knobs)
+        res = simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
+                       device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
+                       sweeps=args.sweeps, every=args.every, seed=args.seed, compile=args.compile,
+                       progress=False if args.json and args.progress is None else args.progress, **knobs)
+        status = 0
+    except NonFiniteFieldError as e:
+        # report what was measured before the blow-up, then fail
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        res, status = e.partial, 3
+        if res is None or not res.series:
+            return status
+        res.meta.update({"backend": args.backend, "device": str(args.device or "default"), "dtype": args.dtype,
+                         "theory": theory.params(), "L": args.L, "dim": args.dim,
+                         "algorithm": args.algorithm or "checkerboard", "knobs": knobs, "chains": args.chains,
+                         "therm": args.therm, "sweeps": res.series["m"].shape[0], "every": args.every,
+                         "seed": args.seed, "compile": args.compile, "version": __version__, "partial": True})
     except (ValueError, TypeError, BackendUnavailableError) as e:
-        ap.exit(2, f"portable-lattice simulate: error: {e}\n")
+        ap.exit(2, f"{prog}: error: {e}\n")
     if args.json:
-        out = {"backend": res.meta["backend"], "device": res.meta["device"], "dtype": res.meta["dtype"],
-               "model": res.meta["model"], "algorithm": args.algorithm, "chains": res.chains,
-               "sweeps": res.series["m"].shape[0], "every": args.every, "seed": args.seed,
-               "acceptance": {"value": _finite(res.acceptance.value), "error": _finite(res.acceptance.error)},
-               "observables": {k: {"value": _finite(e.value), "error": _finite(e.error), "tau_int": _finite(e.tau_int)}
-                               for k, e in res.observables.items() if k in SPIN_REPORTED},
-               "timing": {"seconds": res.seconds, "site_updates_per_second": res.site_updates_per_second}}
+        out = result_json(res, fam)
+        if res.meta.get("partial"):
+            out["partial"] = True
         print_json(out)
     else:
-        m = res.meta
-        params = ", ".join(f"{k}={v}" for k, v in m["model"].items() if k != "name")
-        print(f"{m['model']['name']} ({params}) | {args.algorithm} | backend {m['backend']} on {m['device']} | "
-              f"{res.chains} chains x {res.series['m'].shape[0]} measurements\n")
-        print(f"{'observable':14s} {'value':>20s} {'tau_int':>10s}")
-        for name in SPIN_REPORTED:
-            e = res.observables[name]
-            print(f"{name:14s} {str(e):>20s} {e.tau_int:10.2f}")
-        print(f"\nacceptance {res.acceptance}   time {res.seconds:.2f} s   "
-              f"{res.site_updates_per_second:.3g} site updates/s")
-    return 0
+        print_table(res, fam)
+    return status
 
 
 def _main_pem(ap, args) -> int:
-    import importlib
     try:
         # the pipeline trains torch models, so it lives in the torch-only model zoo
-        pipeline = importlib.import_module("portable_lattice.nn.pipeline")
+        from .nn import pipeline
     except ImportError as e:
         ap.exit(2, f"portable-lattice pem: error: needs PyTorch: pip install 'portable_lattice[torch]' ({e})\n")
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.json else None
@@ -257,49 +319,84 @@ def _main_pem(ap, args) -> int:
     return 0
 
 
+_MCRG_GENERATE = ("L", "beta", "algorithm", "configs", "chains", "therm", "every", "progress")
+
+
+def _estimates_json(d: dict) -> dict:
+    return {k: {"value": _finite(e.value), "error": _finite(e.error)} for k, e in d.items()}
+
+
+def _main_mcrg(ap, args) -> int:
+    from .runs.mcrg import analyse_ensemble, run_mcrg
+    try:
+        if args.input:
+            stray = _given(args, _MCRG_GENERATE)
+            if stray:
+                raise ValueError(f"{_flag(stray[0])} generates an ensemble and does not apply with --input")
+            from .backends import get_backend
+            from .runs.storage import load_configurations
+            spins = load_configurations(args.input)
+            be = get_backend(args.backend, args.device)
+            out = analyse_ensemble(be.from_numpy(spins), levels=args.levels, pair=args.pair,
+                                   seed=args.seed, basis=args.basis)
+        else:
+            given = {k: getattr(args, k) for k in _MCRG_GENERATE if getattr(args, k) is not None and k != "progress"}
+            out = run_mcrg(levels=args.levels, pair=args.pair, backend=args.backend, device=args.device,
+                           seed=args.seed, basis=args.basis,
+                           progress=False if args.json and args.progress is None else args.progress, **given)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"portable-lattice mcrg: error: {e}\n")
+    if args.json:
+        print_json(dict(out, exponents=_estimates_json(out["exponents"]),
+                        steps={k: _estimates_json(v) for k, v in out["steps"].items()}, version=__version__))
+        return 0
+    beta = "stored" if out["beta"] is None else f"{out['beta']:.6f}"
+    print(f"MCRG: 2D Ising L={out['L']} beta={beta} | {out['algorithm']} on {out['backend']} | "
+          f"{out['configs']} configurations, {out['seconds']:.1f} s | 36 couplings (11 odd, 25 even), "
+          f"{out['basis']} basis\n")
+    print(f"{'step':8s} {'y_h':>14s} {'y_t':>12s} {'redundant':>12s} {'omega':>12s}")
+    for step, ex in out["steps"].items():
+        print(f"{step:8s} " + " ".join(f"{str(ex[k]):>12s}" for k in ("y_h", "y_t", "redundant", "omega")))
+    print("\nexact: y_h = 1.875, y_t = 1, omega = -1; eigenvalues (step "
+          f"{out['pair'][0]}->{out['pair'][1]}): odd {[round(e, 4) for e in out['eigenvalues']['odd'][:3]]}, "
+          f"even {[round(e, 4) for e in out['eigenvalues']['even'][:4]]}")
+    return 0
+
+
+def _report_warnings(caught) -> None:
+    """Each distinct warning once, as one line on stderr (no library source lines)."""
+    from .statistics import UnreliableErrorWarning
+    unreliable = [w for w in caught if issubclass(w.category, UnreliableErrorWarning)]
+    seen = set()
+    for w in caught:
+        if issubclass(w.category, UnreliableErrorWarning) or str(w.message) in seen:
+            continue
+        seen.add(str(w.message))
+        sys.stderr.write(f"portable-lattice: warning: {w.message}\n")
+    if unreliable:
+        sys.stderr.write(f"portable-lattice: warning: {len(unreliable)} estimate(s) have no honest error "
+                         f"(e.g. {unreliable[0].message}); run longer (--sweeps) or measure less often\n")
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    if args.command == "pem":
-        return _main_pem(ap, args)
-    if args.command == "mcrg":
-        from .spins.mcrg import main_mcrg
-        return main_mcrg(ap, args)
-    if args.model != "phi4":
-        return _main_spins(ap, args)
-    if args.algorithm not in ALGORITHMS:
-        ap.exit(2, f"portable-lattice simulate: error: algorithm={args.algorithm!r} is for spin models; "
-                   f"phi4 takes {list(ALGORITHMS)}\n")
-    try:
-        action = _action(args)
-        given = dict(step=args.step, hits=args.hits, dt=args.dt, n_steps=args.n_steps,
-                     traj_length=args.traj_length, integrator=args.integrator)
-        knobs = {k: given[k] for k in KNOBS[args.algorithm]}
-        res = simulate(action, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
-                       device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
-                       sweeps=args.sweeps, every=args.every, seed=args.seed, compile=args.compile,
-                       progress=False if args.json and args.progress is None else args.progress, **knobs)
-        res.meta["every"] = args.every
-    except NonFiniteFieldError as e:
-        # report what was measured before the blow-up, then fail
-        print(f"portable-lattice simulate: error: {e}", file=sys.stderr)
-        res, status = e.partial, 3
-        if res is None or not res.series:
-            return status
-        res.meta.update({"backend": args.backend, "device": str(args.device or "default"),
-                         "dtype": args.dtype, "model": dict(action.params(), L=args.L, dim=args.dim),
-                         "algorithm": args.algorithm, "seed": args.seed, "every": args.every, "partial": True})
-    except (ValueError, TypeError, BackendUnavailableError) as e:
-        ap.exit(2, f"portable-lattice simulate: error: {e}\n")
-    else:
-        status = 0
-    if args.json:
-        out = result_json(res)
-        if res.meta.get("partial"):
-            out["partial"] = True
-        print_json(out)
-    else:
-        print_table(res)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if args.command == "pem":
+                status = _main_pem(ap, args)
+            elif args.command == "mcrg":
+                status = _main_mcrg(ap, args)
+            else:
+                status = _main_simulate(ap, args)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # the reader (e.g. `| head`) went away: nothing more to say, and no traceback
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+    _report_warnings(caught)
     return status
 
 

@@ -17,8 +17,11 @@ def test_json_output_schema(capsys):
         assert key in out
     assert out["model"]["kappa"] == 0.21 and out["sweeps"] == 40 and out["chains"] == 2
     for name in ("phi2", "m", "m_abs", "m2", "chi", "binder", "action"):
-        assert set(out["observables"][name]) == {"value", "error", "tau_int"}
+        assert {"value", "error", "tau_int"} <= set(out["observables"][name])
     assert out["timing"]["site_updates_per_second"] > 0
+    # the JSON reproduces its run: sizes, resolved knobs, library version
+    assert out["therm"] == 10 and out["knobs"] == {"n_steps": 10, "traj_length": 1.0, "integrator": "leapfrog"}
+    assert out["version"]
 
 
 def test_table_output(capsys):
@@ -57,7 +60,8 @@ def test_spin_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["model"]["name"] == "ising" and out["algorithm"] == "swendsen-wang"
     for name in ("energy", "m_abs", "m2", "chi", "heat_capacity", "binder", "c_me"):
-        assert set(out["observables"][name]) == {"value", "error", "tau_int"}
+        assert {"value", "error", "tau_int"} <= set(out["observables"][name])
+    assert out["model"]["beta"] == 0.4 and "changed" in out["sampler"]
 
 
 def test_ea_couplings_file(tmp_path, capsys):
@@ -143,3 +147,94 @@ def test_mcrg_reads_npy_and_npz(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main(["mcrg", "--input", str(path), "--levels", "1"])
         assert e.value.code == 2 and "--input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    # knobs of other algorithms or models are errors, never silently ignored
+    (["--model", "ising", "--beta", "0.4", "--L", "8", "--algorithm", "checkerboard", "--hits", "5"], "--hits"),
+    (["--model", "ising", "--beta", "0.4", "--g", "0.3"], "--g"),
+    (["--model", "ising", "--beta", "0.4", "--kappa", "0.3"], "--kappa"),
+    (["--model", "ising", "--beta", "0.4", "--q", "3"], "--q"),
+    (["--model", "ising", "--beta", "0.4", "--couplings", "nope.npy"], "--couplings"),
+    (["--model", "ising", "--beta", "0.4", "--compile"], "compile"),
+    (["--beta", "0.5", "--g", "0.1", "--algorithm", "hmc", "--step", "-3"], "--step"),
+    (["--beta", "0.5", "--g", "0.1", "--dim", "5"], "dim=5"),
+    (["--model", "potts", "--beta", "1", "--q", "128"], "q=128"),
+    (["--beta", "0.5", "--g", "0.1", "--L", "100000", "--chains", "1000"], "GiB"),
+    (["--model", "ea", "--beta", "0.5", "--couplings", "/etc/hostname"], "not a NumPy"),
+])
+def test_flags_that_do_not_apply_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_nan_couplings_exit_2(tmp_path, capsys):
+    path = tmp_path / "J.npy"
+    J = np.zeros((2, 4, 4))
+    J[0, 1, 1] = np.nan
+    np.save(path, J)
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "--model", "ea", "--couplings", str(path), "--beta", "0.5", "--L", "4"])
+    assert e.value.code == 2 and "NaN" in capsys.readouterr().err
+
+
+def test_spin_dtype_is_honoured(capsys):
+    assert main(["simulate", "--model", "ising", "--beta", "0.4", "--L", "8", "--algorithm", "checkerboard",
+                 "--dtype", "float32", "--chains", "2", "--therm", "5", "--sweeps", "40", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "float32"
+
+
+def test_zero_acceptance_and_short_runs_warn_with_nan_errors(capsys):
+    assert main(["simulate", "--beta", "0.5", "--g", "0.1", "--L", "8", "--step", "1e6", "--sweeps", "50",
+                 "--therm", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["observables"]["chi"]["error"] is None and "no proposal was accepted" in captured.err
+    assert main(["simulate", "--beta", "0.5", "--g", "0.1", "--L", "8", "--sweeps", "1", "--therm", "2",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["observables"]["phi2"]["error"] is None and "no honest error" in captured.err
+
+
+def test_mcrg_bad_pair_and_generation_flags_with_input(tmp_path, capsys):
+    for pair in ("5", "-1"):
+        with pytest.raises(SystemExit) as e:
+            main(["mcrg", "--L", "16", "--pair", pair])
+        assert e.value.code == 2 and "pair" in capsys.readouterr().err
+    path = tmp_path / "c.npy"
+    np.save(path, np.ones((40, 8, 8), np.int8))
+    for flag in (["--L", "8"], ["--configs", "10"]):
+        with pytest.raises(SystemExit) as e:
+            main(["mcrg", "--input", str(path), "--levels", "1", *flag])
+        assert e.value.code == 2 and flag[0] in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # no fluctuations: a clear message, not "Singular matrix"
+        main(["mcrg", "--input", str(path), "--levels", "1"])
+    assert e.value.code == 2 and "do not fluctuate" in capsys.readouterr().err
+
+
+def test_pem_zero_channels_is_named(capsys):
+    pytest.importorskip("torch")
+    with pytest.raises(SystemExit) as e:
+        main(["pem", "--channels", "0", "--L", "8"])
+    assert e.value.code == 2 and "channels=0" in capsys.readouterr().err
+
+
+def test_version_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "portable_lattice", "--version"], capture_output=True, text=True,
+                         check=True)
+    import portable_lattice
+    assert portable_lattice.__version__ in out.stdout
+
+
+def test_broken_pipe_is_quiet():
+    proc = subprocess.run(f"{sys.executable} -m portable_lattice simulate --beta 0.3 --g 0.1 --L 4 --sweeps 3000 "
+                          f"--therm 1 --json --chains 1 | head -c 1", shell=True, capture_output=True, text=True)
+    assert "Traceback" not in proc.stderr
+
+
+def test_numpy_integers_are_accepted():
+    import portable_lattice as pl
+    res = pl.simulate(pl.Ising(beta=0.3), L=np.int64(4), chains=np.int64(2), therm=np.int64(2),
+                      sweeps=np.int64(20), seed=np.int64(3))
+    assert res.meta["L"] == 4 and type(res.meta["seed"]) is int

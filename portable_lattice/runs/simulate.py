@@ -12,7 +12,7 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-from .._checks import choice, positive_float, positive_int, run_sizes
+from .._checks import as_int, choice, positive_float, positive_int, run_sizes
 from ..backends import backend_of, get_backend
 from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
@@ -58,7 +58,7 @@ _SPINS: dict[str, tuple[Callable, dict]] = {
 #: the algorithms of each theory family
 ALGORITHMS = {"field": tuple(_FIELD), "spins": tuple(_SPINS)}
 #: the algorithm used when none is named
-DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "swendsen-wang"}
+DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "checkerboard"}
 #: the knobs each algorithm takes (user-facing names)
 KNOBS = {fam: {alg: tuple(spec[1]) for alg, spec in table.items()} for fam, table in (("field", _FIELD), ("spins", _SPINS))}
 _RENAMED = {"step": "step_size"}  # user-facing knob -> kernel field
@@ -172,7 +172,7 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
         backend, dtype, library version).
     """
     # numpy integers (a scan over np.arange) are accepted as the Python ints they are
-    L, dim, chains, therm, sweeps, every, seed = (_as_int(v) for v in (L, dim, chains, therm, sweeps, every, seed))
+    L, dim, chains, therm, sweeps, every, seed = (as_int(v) for v in (L, dim, chains, therm, sweeps, every, seed))
     run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=sweeps, every=every)
     if dim > 4:
         raise ValueError(f"dim must be 1..4, got dim={dim}")
@@ -240,19 +240,6 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
                         "knobs": resolved, "chains": chains, "therm": therm, "sweeps": sweeps, "every": every,
                         "seed": seed, "compile": compile, "version": __version__})
     return result
-
-
-def _as_int(value: Any) -> Any:
-    """Integers of any library (numpy.int64 from np.arange) as Python ints; anything else unchanged
-    (to be refused by name by the size checks)."""
-    if isinstance(value, bool) or isinstance(value, int):
-        return value
-    if hasattr(value, "__index__") and not hasattr(value, "is_integer"):
-        try:
-            return value.__index__()
-        except TypeError:
-            return value
-    return value
 
 
 def _with_info_series(out: dict, series: dict) -> dict:
