@@ -1,7 +1,7 @@
 """The pluggable compute layer: choose a backend by name, or from an array.
 
->>> from portable_lattice.backends import get_backend
->>> be = get_backend("torch", device="cuda")     # doctest: +SKIP
+>>> from portable_lattice import backends
+>>> be = backends.get_backend("torch", device="cuda")     # doctest: +SKIP
 >>> rng = be.rng(seed=1)
 
 Everything the Array API standard does not give lives here: random numbers,

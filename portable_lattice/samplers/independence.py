@@ -24,10 +24,9 @@ __all__ = ["IndependenceMetropolis", "log_boltzmann"]
 
 
 def log_boltzmann(theory: Any, x: Any, dtype: Any) -> Any:
-    """log of the unnormalised Boltzmann weight per chain: -S for fields, -beta H for spins."""
-    if hasattr(theory, "check_spins"):
-        return -theory.beta * theory.energy(x, dtype)
-    return -theory.action(x)
+    """log of the unnormalised Boltzmann weight per chain (the theory's ``log_weight``:
+    -S for fields, -beta H for spins)."""
+    return theory.log_weight(x, dtype)
 
 
 @dataclass(frozen=True)

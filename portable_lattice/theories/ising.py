@@ -165,6 +165,10 @@ class Ising:
             bonds = bonds + f * shift(f, mu, 1)
         return -self.J * _sum_lattice(bonds) - self.h * _sum_lattice(f)
 
+    def log_weight(self, s, dtype):
+        """log of the Boltzmann weight, -beta H, per chain."""
+        return -self.beta * self.energy(s, dtype)
+
     def magnetisation(self, s, dtype):
         """m = V^-1 sum_i s_i per chain."""
         xp = array_namespace(s)

@@ -101,6 +101,10 @@ class Phi4:
         density = self.potential(phi) - self.beta * phi * forward_sum(phi)
         return xp.sum(density, axis=lattice_axes(phi)) + self.constant_per_site * volume(phi)
 
+    def log_weight(self, phi: Any, dtype: Any = None) -> Any:
+        """log of the Boltzmann weight, -S, per chain (``dtype`` is the field's own)."""
+        return -self.action(phi)
+
     def grad_action(self, phi: Any) -> Any:
         """dS/dphi_x = -beta sum_mu (phi_{x+mu} + phi_{x-mu}) + 2(1-2g) phi_x + 4g phi_x^3 (Eq. 4 of [PEM])."""
         return self.grad_action_local(phi, neighbour_sum(phi))

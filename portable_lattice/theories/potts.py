@@ -101,6 +101,10 @@ class Potts:
             total = term if total is None else total + term
         return -self.J * xp.sum(total, axis=lattice_axes(s))
 
+    def log_weight(self, s, dtype):
+        """log of the Boltzmann weight, -beta H, per chain."""
+        return -self.beta * self.energy(s, dtype)
+
     def magnetisation(self, s, dtype):
         """|V^-1 sum_i exp(2 pi i s_i / q)| per chain (the standard Z_q order parameter)."""
         xp = array_namespace(s)
