@@ -248,8 +248,8 @@ def gamma_method(x: Any, S: float = 2.0, *, ensemble: str | None = None, bins: i
     Warns
     -----
     UnreliableErrorWarning
-        Fewer than 2 measurements per chain, or tau_int longer than a quarter of
-        the chain: the error is NaN.
+        Fewer than 2 measurements per chain, or tau_int longer than a tenth of
+        the chain (n < 10 tau_int): the error is NaN.
     """
     x = _as_2d(x)
     xp = array_namespace(x)
@@ -284,7 +284,7 @@ def gamma_method(x: Any, S: float = 2.0, *, ensemble: str | None = None, bins: i
     # claim better than uncorrelated samples
     error = math.sqrt(max(cf_corr, g0_corr) / N)
     dtau = tau_int * math.sqrt(4.0 * (W + 0.5 - tau_int) / N) if W + 0.5 > tau_int else 0.0
-    if 4.0 * tau_int > n:
+    if 10.0 * tau_int > n:
         _unreliable(f"tau_int = {tau_int:.3g} is comparable to the chain length {n}")
         error = float("nan")
     bins = jackknife_blocks(n, chains, tau_int) if bins is None else bins
@@ -378,7 +378,7 @@ def derived(f: Callable[..., float], series: Sequence[Any], S: float = 2.0, *, e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreliableErrorWarning)
         g = gamma_method(proj, S)
-    if 4.0 * tau > n or (math.isfinite(g.tau_int) and 4.0 * g.tau_int > n):
+    if 10.0 * tau > n or (math.isfinite(g.tau_int) and 10.0 * g.tau_int > n):
         _unreliable(f"tau_int = {max(tau, g.tau_int):.3g} is comparable to the chain length {n}")
         error = float("nan")
     return Estimate(value, error, g.tau_int, g.tau_int_error, n * chains, rhat=split_rhat(proj),
