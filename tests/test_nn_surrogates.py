@@ -8,8 +8,7 @@ from portable_lattice import Phi4  # noqa: E402
 from portable_lattice.backends import BackendUnavailableError, backend_of, get_backend  # noqa: E402
 from portable_lattice.backends.surrogate import TorchEnsemble, torch_device  # noqa: E402
 from portable_lattice.nn import ResidualCNN  # noqa: E402
-from portable_lattice.samplers import State  # noqa: E402
-from portable_lattice.surrogates import PEM, SurrogateMetropolis  # noqa: E402
+from portable_lattice.samplers import PEM, FieldState, surrogate_metropolis  # noqa: E402
 
 
 def _members(n, channels=4, seed=0):
@@ -176,14 +175,14 @@ def test_adapter_bad_input():
         def forward(self, x):
             return self.c(x)
     with pytest.raises(ValueError, match="shape"):
-        SurrogateMetropolis(Phi4.from_beta_g(0.5, 0.1), TorchEnsemble([Shrinks().double()]), 1.0).step(
-            State(np.zeros((1, 8, 8))), __import__("portable_lattice").backends.get_backend("numpy").rng(0))
+        surrogate_metropolis(Phi4.from_beta_g(0.5, 0.1), TorchEnsemble([Shrinks().double()]), 1.0).step(
+            FieldState(np.zeros((1, 8, 8))), get_backend("numpy").rng(0))
 
 
 def test_dataset_training_save_load_and_residuals(tmp_path):
     from portable_lattice.nn.train import load_ensemble, save_ensemble, train_ensemble
     from portable_lattice.surrogates.data import gradient_dataset
-    from portable_lattice.surrogates.residuals import residual_summary
+    from portable_lattice.surrogates.calibration import residual_summary
     action = Phi4.from_beta_g(0.5, 0.1)
     phi, grad = gradient_dataset(action, 8, 48, chains=8, spacing=2, therm=50, seed=1)
     assert phi.shape == (48, 8, 8)

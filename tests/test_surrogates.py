@@ -3,7 +3,8 @@ import pytest
 
 from portable_lattice import Phi4
 from portable_lattice.backends import get_backend
-from portable_lattice.surrogates import PEM, ExactGradient, NoisyOracle, SurrogateMetropolis
+from portable_lattice.samplers import PEM, FieldState, surrogate_metropolis
+from portable_lattice.surrogates import ExactGradient, NoisyOracle
 
 A = Phi4.from_beta_g(0.5, 0.1)
 
@@ -25,7 +26,7 @@ def test_parallel_equals_sequential_scan_update_by_update(backend):
     """One provider call per sublattice gives exactly what a site-by-site scan of that sublattice gives."""
     xp = backend.xp
     L, stride = 6, 2
-    kernel = SurrogateMetropolis(A, ExactGradient(A), 1.1, "parallel")
+    kernel = surrogate_metropolis(A, ExactGradient(A), 1.1, "parallel")
     rng = backend.rng(5)
     phi0 = rng.normal((2, L, L), xp.float64)
     state, _ = kernel.step(kernel.init(phi0), rng)
@@ -56,8 +57,8 @@ def test_network_calls_per_sweep():
         par = Counting(ExactGradient(A), receptive_field=r)
         seq = Counting(ExactGradient(A), receptive_field=r)
         phi = be.rng(0).normal((1, L, L), np.float64)
-        SurrogateMetropolis(A, par, 1.0, "parallel").step(State(phi), be.rng(1))
-        SurrogateMetropolis(A, seq, 1.0, "sequential").step(State(phi), be.rng(1))
+        surrogate_metropolis(A, par, 1.0, "parallel").step(FieldState(phi), be.rng(1))
+        surrogate_metropolis(A, seq, 1.0, "sequential").step(FieldState(phi), be.rng(1))
         assert par.calls == (r + 1) ** 2 and seq.calls == L * L
         assert seq.calls / par.calls >= 50
 
@@ -65,10 +66,10 @@ def test_network_calls_per_sweep():
 def test_sequential_mode_samples_correctly():
     """Sequential mode with the exact gradient is the PEM paper's ground-truth algorithm:
     at beta = 0 every site is independent with known moments."""
-    from conformance.exact import single_site_moments
+    from portable_lattice.conformance.exact import single_site_moments
     be = get_backend("numpy")
     act = Phi4.from_beta_g(0.0, 0.5)
-    k = SurrogateMetropolis(act, ExactGradient(act), 1.5, "sequential")
+    k = surrogate_metropolis(act, ExactGradient(act), 1.5, "sequential")
     rng = be.rng(2)
     state = k.init(rng.normal((8, 4, 4), np.float64))
     vals = []
@@ -77,7 +78,7 @@ def test_sequential_mode_samples_correctly():
         if i >= 50:
             vals.append((state.phi ** 2).mean(axis=(1, 2)))
     vals = np.array(vals)
-    from portable_lattice.analysis import gamma_method
+    from portable_lattice.statistics import gamma_method
     est = gamma_method(vals)
     assert abs(est.z(single_site_moments(0.5)[2])) < 4
 
@@ -96,9 +97,9 @@ def test_bad_input(backend):
     with pytest.raises(ValueError, match="N >= 2"):
         PEM(A, ExactGradient(A))
     with pytest.raises(ValueError, match="mode='batched'"):
-        SurrogateMetropolis(A, ExactGradient(A), 1.0, "batched")
-    with pytest.raises(ValueError, match="receptive_field"):
-        SurrogateMetropolis(A, Counting(ExactGradient(A), receptive_field=3), 1.0).init(phi)  # stride 4 vs L = 6
+        surrogate_metropolis(A, ExactGradient(A), 1.0, "batched")
+    with pytest.raises(ValueError, match="stride-4 sublattices .*L=6"):  # receptive field 3: stride 4 vs L = 6
+        surrogate_metropolis(A, Counting(ExactGradient(A), receptive_field=3), 1.0).init(phi)
 
     class WrongShape:
         n_members, receptive_field = 2, 1
@@ -106,7 +107,7 @@ def test_bad_input(backend):
         def __call__(self, p):
             return p[:, :3, :], None
     with pytest.raises(ValueError, match="shape"):
-        SurrogateMetropolis(A, WrongShape(), 1.0).step(State(phi), backend.rng(1))
+        surrogate_metropolis(A, WrongShape(), 1.0).step(FieldState(phi), backend.rng(1))
 
     class NaNAt:
         n_members, receptive_field = 2, 1
@@ -116,10 +117,7 @@ def test_bad_input(backend):
             host[1, 2, 3] = np.nan
             return backend.from_numpy(host), backend.from_numpy(np.ones(host.shape))
     with pytest.raises(FloatingPointError, match=r"chain 1, site \(2, 3\)"):
-        PEM(A, NaNAt(), 1.0).step(State(phi), backend.rng(1))
-
-
-from portable_lattice.samplers import State  # noqa: E402
+        PEM(A, NaNAt(), 1.0).step(FieldState(phi), backend.rng(1))
 
 
 def test_training_data_in_the_broken_phase_has_no_domain_walls():

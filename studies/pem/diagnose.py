@@ -32,21 +32,18 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from portable_lattice import Phi4  # noqa: E402
-from portable_lattice.analysis import format_value  # noqa: E402
-from portable_lattice.backends import get_backend  # noqa: E402
-from portable_lattice.backends.surrogate import TorchEnsemble  # noqa: E402
-from portable_lattice.nn.train import train_ensemble  # noqa: E402
-from portable_lattice.surrogates import SurrogateMetropolis  # noqa: E402
-from portable_lattice.surrogates.data import gradient_dataset  # noqa: E402
+from portable_lattice import Phi4
+from portable_lattice.backends import get_backend
+from portable_lattice.backends.surrogate import TorchEnsemble
+from portable_lattice.nn.train import train_ensemble
+from portable_lattice.samplers import surrogate_metropolis
+from portable_lattice.statistics import format_value
+from portable_lattice.surrogates.data import gradient_dataset
 
 
 def mean_err(per_config: np.ndarray) -> tuple[float, float]:
@@ -140,7 +137,7 @@ def main(argv=None):
     held = phi[pool:]
     results = {"held-out HMC": error_statistics(members(held), grad[pool:], held, args.step)}
     # where the plain surrogate chain goes (from the same equilibrated starts as run.py)
-    kernel = SurrogateMetropolis(action, ensemble, args.step, "parallel", penalty=False)
+    kernel = surrogate_metropolis(action, ensemble, args.step, "parallel", penalty=False)
     state = kernel.init(phi[-args.chains:].copy())
     rng = be.rng(args.seed + 11)
     visited = []

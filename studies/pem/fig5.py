@@ -23,19 +23,16 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 from scipy import stats
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from portable_lattice import Phi4  # noqa: E402
-from portable_lattice.analysis import format_value  # noqa: E402
-from portable_lattice.nn.train import train_ensemble  # noqa: E402
-from portable_lattice.surrogates.data import gradient_dataset  # noqa: E402
+from portable_lattice import Phi4
+from portable_lattice.nn.train import train_ensemble
+from portable_lattice.statistics import format_value
+from portable_lattice.surrogates.data import gradient_dataset
 
 
 def spread(residuals: np.ndarray) -> dict:

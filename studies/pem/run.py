@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from portable_lattice.analysis import format_value  # noqa: E402
-from portable_lattice.nn.pipeline import run_pem  # noqa: E402
+from portable_lattice.nn.pipeline import run_pem
+from portable_lattice.statistics import format_value
 
 
 def plots(out_dir, beta, result):
