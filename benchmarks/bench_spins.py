@@ -10,18 +10,14 @@ second, each beside a plain hand-written NumPy version measured in the same run
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-
-from bench_spine import interleaved, pin_allocator  # noqa: E402
-from portable_lattice.backends import available_backends, get_backend  # noqa: E402
-from portable_lattice.exact import K_CRITICAL  # noqa: E402
-from portable_lattice.spins import Ising, SpinCheckerboard, SwendsenWang  # noqa: E402
+from bench_spine import interleaved, pin_allocator  # beside this script: on sys.path when it is run
+from portable_lattice import Ising
+from portable_lattice.backends import available_backends, get_backend
+from portable_lattice.exact import K_CRITICAL
+from portable_lattice.samplers import CheckerboardMetropolis, SpinFlip, SwendsenWang
 
 L, CHAINS, CB_SWEEPS, SW_SWEEPS = 128, 64, 10, 5
 
@@ -61,13 +57,13 @@ def hand_swendsen_wang(s, beta, sweeps, rng):
 
 def library(kernel, be, sweeps):
     rng = be.rng(1)
-    state0 = kernel.init(Ising().random(rng, (CHAINS, L, L), be.xp.float64))
+    state0 = kernel.init(kernel.theory.random(rng, (CHAINS, L, L), be.xp.float64))
 
     def go():
         state = state0
         for _ in range(sweeps):
             state, _ = kernel.step(state, rng)
-        be.to_numpy(state.phi[0, 0, :1])
+        be.to_numpy(state.spins[0, 0, :1])
     return go
 
 
@@ -98,8 +94,10 @@ def main(argv=None):
     for name, device in backends:
         be = get_backend(name, device or None)
         label = name if device in (None, "", "cpu") else f"{name}:{device}"
-        hb, lb, rc = interleaved(hand_cb, library(SpinCheckerboard(Ising(), K_CRITICAL), be, CB_SWEEPS), args.repeats)
-        hs, ls, rs = interleaved(hand_sw, library(SwendsenWang(Ising(), K_CRITICAL), be, SW_SWEEPS), args.repeats)
+        ising = Ising(beta=K_CRITICAL)
+        hb, lb, rc = interleaved(hand_cb, library(CheckerboardMetropolis(ising, SpinFlip()), be, CB_SWEEPS),
+                                 args.repeats)
+        hs, ls, rs = interleaved(hand_sw, library(SwendsenWang(ising), be, SW_SWEEPS), args.repeats)
         print(f"{label:10s} {units_cb / hb * 1e-9:14.3f} {units_cb / lb * 1e-9:9.3f} "
               f"{med(rc):8.2f} ({rc[0]:.2f}-{rc[-1]:.2f})   {units_sw / hs:14.3e} {units_sw / ls:10.3e} "
               f"{med(rs):8.2f} ({rs[0]:.2f}-{rs[-1]:.2f})", flush=True)

@@ -15,20 +15,16 @@ fields' backend and device; the networks live on the matching torch device
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from portable_lattice import Phi4  # noqa: E402
-from portable_lattice.backends import get_backend  # noqa: E402
-from portable_lattice.backends.surrogate import TorchEnsemble, torch_device  # noqa: E402
-from portable_lattice.nn import ResidualCNN  # noqa: E402
-from portable_lattice.surrogates import SurrogateMetropolis  # noqa: E402
+from portable_lattice import Phi4
+from portable_lattice.backends import get_backend
+from portable_lattice.backends.surrogate import TorchEnsemble, torch_device
+from portable_lattice.nn import ResidualCNN
+from portable_lattice.samplers import surrogate_metropolis
 
 
 class Counting:
@@ -65,8 +61,8 @@ def main(argv=None):
     rows = []
     for mode in ("parallel", "sequential"):
         prov = Counting(TorchEnsemble(models))
-        kernel = SurrogateMetropolis(action, prov, 1.0, mode, penalty=True,
-                                     updates=args.seq_updates if mode == "sequential" else None)
+        kernel = surrogate_metropolis(action, prov, 1.0, mode, penalty=True,
+                                      updates=args.seq_updates if mode == "sequential" else None)
         state = kernel.init(phi)
         rng = be.rng(1)
         kernel.step(state, rng)  # warm-up
