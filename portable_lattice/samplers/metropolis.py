@@ -146,6 +146,10 @@ class CheckerboardMetropolis(_Loop):
     def __post_init__(self):
         super().__post_init__()
         positive_int("hits", self.hits)
+        if self.rule.reports == "changed" and self.hits != 1:
+            # the blocked heat bath draws once per site; the masked one would count every redraw
+            raise ValueError(f"a heat-bath hit draws the site from its exact conditional distribution, so a "
+                             f"second hit is only an equivalent redraw: hits must be 1, got hits={self.hits}")
         # integer thresholds are built once per kernel and dimension, not per half sweep
         object.__setattr__(self, "_tables", {})
 

@@ -275,15 +275,21 @@ class SpinFlip:
     def block_tables(self, theory, dim: int) -> list:
         return theory.flip_thresholds(dim)
 
-    def block_draws(self, rng, shape, dtype, hits: int) -> Any:
-        return rng.bits32(shape)
+    def block_draws(self, rng, shape, dtype, hits: int) -> list:
+        # 32 random bits per site and hit (one draw per hit, as the masked path makes)
+        return [rng.bits32(shape) for _ in range(hits)]
 
     def block_update(self, theory, active, other, p, board, bits, ctx):
         xp = array_namespace(active)
-        nsum = board.neighbour_sum(other, p)  # int8, |sum| <= 2d
-        changed = theory.flip_accept(active, nsum, bits, ctx["thresholds"])
-        # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
-        return active * (1 - 2 * xp.astype(changed, active.dtype)), count_per_chain(changed, ctx["dtype"])
+        nsum = board.neighbour_sum(other, p)  # int8, |sum| <= 2d; the neighbours are fixed during the hits
+        accepted = None
+        for b in bits:
+            changed = theory.flip_accept(active, nsum, b, ctx["thresholds"])
+            # a flip is s * (1 - 2 acc): one int8 pass, where a where() over int8 costs ten
+            active = active * (1 - 2 * xp.astype(changed, active.dtype))
+            n = count_per_chain(changed, ctx["dtype"])
+            accepted = n if accepted is None else accepted + n
+        return active, accepted
 
 
 @dataclass(frozen=True)
