@@ -409,6 +409,8 @@ def test_spin_bad_input(backend):
     # a rule must fit the theory, and the heat bath has no random-site form
     with pytest.raises(ValueError, match="spin flip needs"):
         RandomSiteMetropolis(Potts(beta=0.3, q=3), SpinFlip())
+    with pytest.raises(ValueError, match="spin flip needs"):  # two states, but 0 and 1: -s leaves them
+        CheckerboardMetropolis(Clock(beta=0.3, q=2), SpinFlip())
     with pytest.raises(ValueError, match="state shift needs"):
         CheckerboardMetropolis(Ising(beta=0.3), StateShift())
     with pytest.raises(TypeError, match="rule must be given"):
@@ -472,6 +474,25 @@ def test_multi_hit_spin_flip_samples_exact_ising():
 def test_heatbath_takes_one_hit():
     with pytest.raises(ValueError, match="hits must be 1, got hits=2"):
         CheckerboardMetropolis(Ising(beta=0.4), HeatBath(), hits=2)
+
+
+@pytest.mark.parametrize("algorithm,L", [("metropolis", 3), ("checkerboard", 8)])
+def test_two_state_potts_is_sampled_in_its_own_states(algorithm, L):
+    """q = 2 Potts spins are 0 and 1: ``simulate`` moves them to the other state (a flip -s would
+    leave them), and the run agrees with the exact values (4.5 Gamma-method sigma): by enumeration
+    at L = 3; at L = 8 from Kaufman's Ising torus, since delta(s, s') = (1 + s s') / 2 makes Potts
+    at beta the Ising model at K = beta / 2, with e = -1 + e_Ising / 2 and the same C."""
+    from portable_lattice.conformance.exact_spins import enumerate_model
+    theory = Potts(beta=1.0, q=2)
+    if L == 3:
+        exact = enumerate_model("potts", 1.0, L, q=2)
+    else:
+        ising = ising_torus(0.5, L)
+        exact = {"energy": -1.0 + ising.energy / 2, "heat_capacity": ising.heat_capacity}
+    res = simulate(theory, L=L, algorithm=algorithm, chains=8, therm=50, sweeps=800, seed=3, progress=False)
+    assert set(np.unique(res.state.spins)) <= {0, 1}
+    for name in ("energy", "heat_capacity"):
+        assert abs(res.observables[name].z(exact[name])) < 4.5, (name, res.observables[name], exact[name])
 
 
 # --- the random-site update (Eq. 7 of [DCL]) ---------------------------------------------------

@@ -33,7 +33,8 @@ def family(theory: Any) -> str:
 
 
 def _spin_rule(theory):
-    return SpinFlip() if theory.n_states == 2 else StateShift()
+    # a flip for +-1 spins; q-state spins (q = 2 included: states 0, 1) move to another state
+    return SpinFlip() if tuple(theory.state_values()) == (-1, 1) else StateShift()
 
 
 # algorithm -> (build(theory, knobs) -> kernel, {knob: (class holding its default, field name)})

@@ -247,7 +247,9 @@ class SpinFlip:
     reports = "acceptance"
 
     def check(self, theory: Any) -> None:
-        if getattr(theory, "n_states", None) != 2 or not hasattr(theory, "site_delta_action"):
+        # two states are not enough: q = 2 Potts/clock spins are 0, 1, and -s would leave them
+        if not hasattr(theory, "state_values") or tuple(theory.state_values()) != (-1, 1) \
+                or not hasattr(theory, "site_delta_action"):
             raise ValueError(f"a spin flip needs +-1 spins (Ising, Edwards-Anderson), got {type(theory).__name__}")
 
     def prepare(self, theory, x, dtype) -> dict:
