@@ -1,4 +1,4 @@
-"""python -m conformance [--quick] [--backends numpy,torch,...] [--json PATH]
+"""python -m portable_lattice.conformance [--quick] [--backends numpy,torch,...] [--json PATH]
 
 Prints a table (case x backend: estimate +- error, reference, z, pass/fail)
 and writes the full record as JSON. Exit status 1 if any check fails.
@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from portable_lattice.analysis import format_value
+from portable_lattice.statistics import format_value
 from portable_lattice.backends import available_backends
 
 from .suite import run_suite
@@ -27,7 +27,7 @@ def parse_backends(spec: str | None) -> list[tuple[str, str | None]]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m conformance", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m portable_lattice.conformance", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the CI subset (a few minutes on 2 cores)")
     ap.add_argument("--backends", default=os.environ.get("PL_BACKENDS"),

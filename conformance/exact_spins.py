@@ -3,7 +3,7 @@
 Enumerates every configuration (Ising/EA up to 4x4 = 65536, Potts/clock q = 3
 up to 3x3 = 19683) and returns Boltzmann averages of the per-site energy e,
 |m|, m^2, m^4, the Binder cumulant, heat capacity and chi, using the same
-definitions as :mod:`portable_lattice.spins.observables`, but computed
+definitions as :mod:`portable_lattice.observables.spins`, but computed
 independently here.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from portable_lattice import Phi4, simulate
+from portable_lattice import Clock, EdwardsAnderson, Ising, Phi4, Potts, simulate
 from portable_lattice.backends import get_backend
 from portable_lattice.lattice import lattice_axes
 from portable_lattice.samplers import HMC, INTEGRATORS, integrate
@@ -30,13 +30,14 @@ from portable_lattice.samplers import HMC, INTEGRATORS, integrate
 from . import exact
 from .stats import ALPHA, holm, p_value
 
-__all__ = ["Case", "CASES", "SpinCase", "SPIN_CASES", "Check", "run_suite", "hmc_integrator_checks"]
+__all__ = ["Case", "CASES", "SpinCase", "SPIN_CASES", "Check", "run_suite", "run_case", "spin_theory",
+           "hmc_integrator_checks"]
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    action: Phi4
+    theory: Phi4
     L: int
     dim: int
     algorithm: str
@@ -116,7 +117,8 @@ for _dt in ULA_DTS:
 
 @dataclass(frozen=True)
 class SpinCase:
-    """A spin-model case: ``make_model(backend)`` builds the model; references by enumeration or Kaufman."""
+    """A spin-model case: :func:`spin_theory` builds the theory (its beta included); references by
+    enumeration or Kaufman."""
 
     name: str
     model: str  # ising | potts | clock | ea
@@ -138,19 +140,21 @@ class SpinCase:
     couplings_seed: int | None = None
 
 
-def _spin_model(case: SpinCase):
-    from portable_lattice.spins import Clock, EdwardsAnderson, Ising, Potts
+def spin_theory(case: SpinCase):
+    """The case's theory at its beta; Edwards-Anderson couplings are drawn on NumPy from the
+    case's couplings seed (``simulate`` moves them to the run's backend)."""
     if case.model == "ising":
-        return Ising(h=case.h)
+        return Ising(beta=case.beta, h=case.h)
     if case.model == "potts":
-        return Potts(q=case.q)
+        return Potts(beta=case.beta, q=case.q)
     if case.model == "clock":
-        return Clock(q=case.q)
-    return EdwardsAnderson.gaussian(case.L, case.dim, case.couplings_seed)
+        return Clock(beta=case.beta, q=case.q)
+    return EdwardsAnderson.gaussian(case.L, case.dim, case.couplings_seed, beta=case.beta,
+                                    backend=get_backend("numpy"))
 
 
 def _ea_couplings(case):
-    return get_backend("numpy").to_numpy(_spin_model(case).couplings)
+    return get_backend("numpy").to_numpy(spin_theory(case).couplings)
 
 
 def _enum(case_kwargs):
@@ -225,19 +229,12 @@ def _ea_reference(case: SpinCase):
     return enumerate_model("ea", case.beta, case.L, case.dim, couplings=_ea_couplings(case))
 
 
-def run_spin_case(case: SpinCase, backend: str, device: str | None = None):
-    from portable_lattice.spins import simulate_spins
-    return simulate_spins(_spin_model(case), beta=case.beta, L=case.L, dim=case.dim, algorithm=case.algorithm,
-                          backend=backend, device=device, chains=case.chains, therm=case.therm,
-                          sweeps=case.sweeps, every=case.every, seed=case.seed, progress=False)
-
-
 def run_case(case, backend: str, device: str | None = None):
-    if isinstance(case, SpinCase):
-        return run_spin_case(case, backend, device)
-    return simulate(case.action, L=case.L, dim=case.dim, algorithm=case.algorithm, backend=backend,
+    theory = spin_theory(case) if isinstance(case, SpinCase) else case.theory
+    knobs = {} if isinstance(case, SpinCase) else case.knobs
+    return simulate(theory, L=case.L, dim=case.dim, algorithm=case.algorithm, backend=backend,
                     device=device, chains=case.chains, therm=case.therm, sweeps=case.sweeps,
-                    every=case.every, seed=case.seed, progress=False, **case.knobs)
+                    every=case.every, seed=case.seed, progress=False, **knobs)
 
 
 def _z(a: float, ea: float, b: float, eb: float = 0.0) -> float:
@@ -296,7 +293,8 @@ def pem_oracle_checks(backend: str, device: str | None = None) -> list[Check]:
     """
     from portable_lattice import run
     from portable_lattice.observables import ensemble_phi4, measure_phi4
-    from portable_lattice.surrogates import ExactGradient, NoisyOracle, SurrogateMetropolis
+    from portable_lattice.samplers import surrogate_metropolis
+    from portable_lattice.surrogates import ExactGradient, NoisyOracle
 
     be = get_backend(backend, device)
     action = Phi4.from_beta_g(0.5, 0.1)
@@ -305,7 +303,7 @@ def pem_oracle_checks(backend: str, device: str | None = None) -> list[Check]:
     for i, name in enumerate(("exact", "surrogate", "pem")):
         rng = be.rng(100 + i)
         provider = ExactGradient(action) if name == "exact" else NoisyOracle(action, ORACLE_SIGMA, ORACLE_MEMBERS, rng)
-        kernel = SurrogateMetropolis(action, provider, 1.0, "parallel", penalty=(name == "pem"))
+        kernel = surrogate_metropolis(action, provider, 1.0, "parallel", penalty=(name == "pem"))
         res = run(kernel, rng.normal((16, L, L), be.xp.float64), rng, n_therm=150, n_measure=1200,
                   measure=lambda p: measure_phi4(p, action), analyse=lambda s: ensemble_phi4(s, L * L, L),
                   to_host=be.to_numpy, progress=False)

@@ -1,10 +1,10 @@
 """The quick conformance set, run in CI on every available backend."""
 import pytest
 
-from conformance import exact
-from conformance.stats import holm, p_value
-from conformance.suite import CASES, run_case, run_suite
-from conformance.__main__ import parse_backends
+from portable_lattice.conformance import exact
+from portable_lattice.conformance.__main__ import parse_backends
+from portable_lattice.conformance.stats import holm, p_value
+from portable_lattice.conformance.suite import CASES, run_case, run_suite
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_suite_detects_a_wrong_theory():
     case = next(c for c in CASES if c.name == "free-2d-hmc-leapfrog")
     from dataclasses import replace
     from portable_lattice import Phi4
-    wrong = replace(case, action=Phi4.from_beta_g(0.32, 0.0))
+    wrong = replace(case, theory=Phi4.from_beta_g(0.32, 0.0))
     est = run_case(wrong, "numpy").observables
     ref = exact.free_field(0.3, 8, 2)
     z = [est[o].z(ref[o]) for o in ("phi2", "chi")]
@@ -52,7 +52,7 @@ def test_holm():
 
 def test_a_crashing_backend_fails_its_case_and_the_suite_goes_on(monkeypatch):
     """A case that raises (as cupyx did without pylibcugraph) is a failed check, not a crash."""
-    import conformance.suite as suite
+    import portable_lattice.conformance.suite as suite
     keep = [c for c in suite.CASES if c.name == "decoupled-metropolis"]
     monkeypatch.setattr(suite, "CASES", keep)
     monkeypatch.setattr(suite, "SPIN_CASES", [])
