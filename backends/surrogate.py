@@ -4,7 +4,7 @@
 architecture and is a gradient provider for
 :mod:`portable_lattice.surrogates`: called on a field (chains, L, ..., L) of
 NumPy, CuPy, torch or array_api_strict, it returns the ensemble mean and the
-unbiased member variance (Eq. 8-9 of the PEM paper) as arrays of the field's
+unbiased member variance (Eq. 8-9 of [PEM]) as arrays of the field's
 namespace, dtype and device.
 
 * Zero-copy through DLPack (or NumPy's buffer) when devices match (NumPy and

@@ -10,7 +10,7 @@ Array API (in practice it runs on host NumPy arrays handed over by the driver).
 * :func:`gamma_method` - Wolff's Gamma method (U. Wolff, Comput. Phys. Commun.
   156 (2004) 143) with automatic windowing, S = 2 by default: mean, error,
   integrated autocorrelation time tau_int = 1/2 + sum_t Gamma(t)/Gamma(0)
-  (Eq. 4.14 of the diffusion paper) and its error.
+  (Eq. 4.14 of [DMSQ]) and its error.
 * :func:`chain_error` - the error from the scatter of independent chain means.
 * :func:`derived` - a function of several means (susceptibility, Binder
   cumulant, ...) with a blocked delete-one jackknife error, and tau_int from the

@@ -1,4 +1,4 @@
-"""The residual CNN gradient surrogate of the PEM paper (App. B, Fig. 6).
+"""The residual CNN gradient surrogate of [PEM] (App. B, Fig. 6).
 
 conv -> BatchNorm -> ReLU -> residual block (conv -> BatchNorm -> ReLU, plus a
 1x1 projection of its input on the skip path) -> final conv, with circular

@@ -1,4 +1,4 @@
-"""Training gradient surrogates and saving them with their provenance (Sec. II-III of the PEM paper).
+"""Training gradient surrogates and saving them with their provenance (Sec. II-III of [PEM]).
 
 MSE loss, Adam, mini-batches of 32; an ensemble of N members, each with its own
 initialisation seed and its own random subset of the training configurations.

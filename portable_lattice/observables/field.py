@@ -6,7 +6,7 @@ momentum-space two-point function at the smallest non-zero momentum
 (for the second-moment correlation length).
 
 Ensemble quantities (functions of means, with jackknife errors):
-chi = V(<M^2> - <M>^2) (Eq. 4.6 of 003), its |M| variant
+chi = V(<M^2> - <M>^2) (Eq. 4.6 of [DMSQ]), its |M| variant
 V(<M^2> - <|M|>^2), the Binder cumulant U = 1 - <M^4>/(3<M^2>^2) (Eq. 4.7 of
 [DMSQ]), and xi_2nd = sqrt(G(0)/G(p1) - 1) / (2 sin(pi/L)) with the connected
 G(0) = chi.

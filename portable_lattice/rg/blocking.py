@@ -1,4 +1,4 @@
-"""Majority-rule blocking (Sec. II of the inverse-RG paper).
+"""Majority-rule blocking (Sec. II of [IRG]).
 
 Each 2 x ... x 2 block of Ising spins becomes one spin, the sign of its sum; a
 tied block (sum 0) picks +1 or -1 with probability 1/2. The blocking kernel

@@ -140,21 +140,30 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
     ----------
     theory : Phi4, Ising, EdwardsAnderson, Potts or Clock
         Owns every coupling, the inverse temperature included.
-    L, dim : int
-        Lattice extent and dimension (d = 1..4).
+    L : int
+        Lattice extent.
+    dim : int
+        Lattice dimension, 1..4.
     algorithm : str, optional
         phi^4: "metropolis" (random site, Sec. II of [PEM]), "checkerboard", "hmc",
         "langevin", "mala". Spins: "metropolis" (random site, Eq. 7 of [DCL]),
         "checkerboard", "heatbath", "swendsen-wang", "wolff". Default:
         :data:`DEFAULT_ALGORITHM` of the theory's family.
-    backend, device : where to compute.
+    backend : str or Backend
+        "numpy", "torch", "cupy" or "array_api_strict".
+    device : str, optional
+        "cpu", "cuda" or "cuda:N"; default: the backend's own.
     dtype : {"float32", "float64"}
         The field's dtype (phi^4), or the dtype in which spin energies and
         observables are computed.
     chains : int
         Independent chains run side by side (the leading axis).
-    therm, sweeps, every : int
-        Thermalisation steps, measurements, steps between measurements.
+    therm : int
+        Thermalisation steps.
+    sweeps : int
+        Number of measurements.
+    every : int
+        Steps between measurements.
     seed : int
     start : array, optional
         Start configuration of shape (chains, L, ..., L) on the run's backend;

@@ -23,7 +23,7 @@ def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: in
     """``n_configs`` configurations and their exact gradients, each (n_configs, L, ..., L), float64.
 
     ``spacing`` trajectories between kept configurations decorrelates them (tau_int of
-    the slowest observable at the PEM paper's parameters is a few trajectories at L = 48).
+    the slowest observable at the parameters of [PEM] is a few trajectories at L = 48).
     """
     positive_int("n_configs", n_configs)
     run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=1, every=spacing)

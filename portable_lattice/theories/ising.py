@@ -237,7 +237,7 @@ class EdwardsAnderson(Ising):
         return xp.astype(s, dtype), xp.astype(self.couplings, dtype)
 
     def field(self, s, dtype):
-        """sum_mu (J[mu][x] s_{x+mu} + J[mu][x-mu] s_{x-mu})."""
+        """The local field ``sum_mu (J[mu][x] s_{x+mu} + J[mu][x-mu] s_{x-mu})``."""
         f, J = self._prepare(s, dtype)
         total = None
         for mu in range(s.ndim - 1):
