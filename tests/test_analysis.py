@@ -66,3 +66,45 @@ def test_constant_series():
 def test_format_value():
     assert format_value(1.23456, 0.0123) == "1.235(12)"
     assert format_value(123.4, 5.6) == "123.4(56)"
+
+
+def test_unreliable_errors_are_nan_with_a_warning():
+    """tau_int comparable to the chain (4 tau_int > n), or a single measurement: no honest error."""
+    from portable_lattice.statistics import UnreliableErrorWarning
+    x = ar1(200, 2, 0.99, seed=6)  # tau_int ~ 100
+    with pytest.warns(UnreliableErrorWarning, match="comparable to the chain length 200"):
+        est = gamma_method(x)
+    assert math.isnan(est.error) and np.isfinite(est.value)
+    with pytest.warns(UnreliableErrorWarning, match="1 measurement"):
+        assert math.isnan(gamma_method(np.ones((1, 4))).error)
+
+
+def test_estimates_compose_through_their_replicas():
+    """combine: independent runs add in quadrature (linear propagation); estimates of one run are
+    correlated, so a - a is exactly 0 +- 0 and (a + b) from one run carries their covariance."""
+    from portable_lattice.statistics import combine, new_ensemble_id
+    rng = np.random.default_rng(7)
+    a = gamma_method(2.0 + rng.normal(size=(4000, 4)))
+    b = gamma_method(5.0 + 0.5 * rng.normal(size=(4000, 4)))
+    ratio = combine(lambda u, v: u / v, a, b)
+    assert ratio.value == pytest.approx(a.value / b.value)
+    linear = abs(ratio.value) * math.hypot(a.error / a.value, b.error / b.value)
+    assert ratio.error == pytest.approx(linear, rel=0.2)
+    assert (a / b).value == ratio.value and (a / b).error == pytest.approx(ratio.error)
+    zero = a - a
+    assert zero.value == 0.0 and zero.error == 0.0
+    # one run, two perfectly correlated series: x + 2x has the error of 3x (3 times that of x), not
+    # the sqrt(5) times of independent ones
+    x = ar1(4000, 4, 0.5, seed=8)
+    kw = {"ensemble": new_ensemble_id("test"), "bins": 16}
+    ex, ey = gamma_method(x, **kw), gamma_method(2 * x, **kw)
+    assert (ex + ey).error == pytest.approx(3 * combine(lambda u: u, ex).error, rel=1e-9)
+    with pytest.raises(ValueError, match="no jackknife replicas"):
+        combine(lambda u: u, type(a)(1.0, 0.1))
+
+
+def test_split_rhat_flags_chains_that_disagree():
+    x = ar1(2000, 4, 0.5, seed=9)
+    assert gamma_method(x).rhat == pytest.approx(1.0, abs=0.01)
+    shifted = x + np.array([0.0, 0.0, 0.0, 1.0])  # one chain sits elsewhere
+    assert gamma_method(shifted).rhat > 1.1
