@@ -68,6 +68,12 @@ def test_simulate_result_and_throughput(backend):
     assert res.site_updates_per_second == pytest.approx(36 * 4 * 40 / res.seconds)
     for name in ("phi2", "m", "m_abs", "m2", "chi", "binder", "action", "acceptance"):
         assert np.isfinite(res.observables[name].value) and res.observables[name].error > 0
+    # meta reproduces the run: the theory's parameters, sizes, the algorithm with its resolved knobs
+    meta = res.meta
+    assert meta["theory"] == {"name": "phi4", "form": "beta_g", "beta": 0.3, "g": 0.0}
+    assert (meta["L"], meta["dim"], meta["algorithm"], meta["chains"], meta["therm"], meta["sweeps"]) == \
+        (6, 2, "hmc", 4, 10, 30)
+    assert meta["knobs"] == {"n_steps": 5, "traj_length": 1.0, "integrator": "leapfrog"}
 
 
 def test_simulate_bad_input_before_work():
