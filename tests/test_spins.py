@@ -619,14 +619,15 @@ def test_independence_metropolis_reproduces_exact_ising(backend, mixture):
     mixture that favours magnetised states (the chain must undo that through log q). <e>, <m^2>
     and <m> = 0 against exact enumeration; Gamma-method errors, 4.5 sigma (false alarm < 1e-5
     each). From the uniform proposal the chains stick for stretches in the ground states
-    (tau_int is tens of steps), so the run is long enough that 4 tau_int stays well below it."""
+    (tau_int is tens of steps), so the run is long enough that 10 tau_int, the statistics'
+    bound for an honest error, stays well below it."""
     from portable_lattice.conformance.exact_spins import enumerate_model
     theory = Ising(beta=0.3)
     exact = dict(enumerate_model("ising", 0.3, 3), m=0.0)
     res = _independence_run(backend, _independent_spins(mixture), theory)
     for name in ("energy", "m2", "m"):
         est = res.observables[name]
-        assert 4 * est.tau_int < 2000 and est.error > 0, (name, est)
+        assert 10 * est.tau_int < 2000 and est.error > 0, (name, est)
         assert abs(est.z(exact[name])) < 4.5, (name, est, exact[name])
     acc = res.observables["acceptance"].value
     assert 0.05 < acc < 1
