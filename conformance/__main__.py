@@ -34,11 +34,14 @@ def main(argv=None) -> int:
                     help="comma list, e.g. numpy,torch,array_api_strict,cupy,torch:cuda "
                          "(default: every backend available here)")
     ap.add_argument("--json", default="conformance-results.json", help="where to write the record")
+    ap.add_argument("--workers", type=int, default=1, help="processes running the (case, backend) jobs (default 1)")
     args = ap.parse_args(argv)
     backends = parse_backends(args.backends)
     print(f"conformance ({'quick' if args.quick else 'full'}) on {', '.join(n if d in (None, 'cpu') else n + ':' + d for n, d in backends)}",
           flush=True)
-    report = run_suite(backends, quick=args.quick, log=lambda s: print(s, flush=True))
+    if args.workers < 1:
+        ap.exit(2, f"{ap.prog}: error: --workers must be a positive integer, got --workers {args.workers}\n")
+    report = run_suite(backends, quick=args.quick, log=lambda s: print(s, flush=True), workers=args.workers)
     print()
     print(f"{'case':40s} {'backend':30s} {'check':14s} {'estimate':>18s} {'reference':>12s} {'z':>7s}  result")
     for c in report["checks"]:

@@ -353,50 +353,109 @@ def _langevin_checks(results: dict, backend: str) -> list[Check]:
 
 def _crashed(what: str, label: str, error: Exception, log) -> Check:
     """A failed ``runs`` check for a case (or check family) that raised on one backend."""
-    detail = f"{type(error).__name__}: {error}"
+    detail = f"{getattr(error, 'name', type(error).__name__)}: {error}"
     log(f"  {label:18s} {what:34s} FAILED: {detail}")
     return Check(what, label, "runs", "exact", math.nan, 0.0, math.nan, passed=False, detail=detail)
 
 
-def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=print) -> dict:
-    """Run every case on every backend; returns {"checks": [...], "passed": bool, ...}."""
+class _JobError(Exception):
+    """An exception raised in a worker process, carried back by name and message."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+    def __str__(self):
+        return f"{self.args[0]}"
+
+
+#: check families run once per backend besides the cases (looked up by name when run)
+_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks")
+
+
+def _job(kind: str, what: str, backend: str, device: str | None, quick: bool):
+    """One unit of work, (case or check family) x backend; module level so a process pool can run it.
+
+    Returns ("ok", payload, seconds) or ("error", (exception name, message), seconds).
+    """
+    t = time.perf_counter()
+    try:
+        if kind == "case":
+            case = next(c for c in CASES + SPIN_CASES if c.name == what)
+            payload = run_case(case, backend, device).observables
+        else:
+            payload = globals()[what](backend, device)
+        return "ok", payload, time.perf_counter() - t
+    except Exception as e:  # a backend that crashes fails its case; the suite goes on
+        return "error", (type(e).__name__, str(e)), time.perf_counter() - t
+
+
+def _cost(case, backend: str) -> float:
+    """Rough relative cost, to start the longest jobs first when running in parallel."""
+    size = case.chains * (case.therm + case.sweeps * case.every) * case.L ** case.dim
+    return size * {"array_api_strict": 4.0, "torch": 1.5}.get(backend, 1.0)
+
+
+def run_suite(backends: list[tuple[str, str | None]], quick: bool = True, log=print, workers: int = 1) -> dict:
+    """Run every case on every backend; returns {"checks": [...], "passed": bool, ...}.
+
+    ``workers`` > 1 runs the (case, backend) jobs in that many processes; the checks, their
+    order and the verdict are the same as in a serial run (each job has its own seed).
+    """
     cases = [c for c in CASES + SPIN_CASES if c.quick or not quick]
+    labels = {(name, device): (name if device in (None, "cpu") else f"{name}:{device}") for name, device in backends}
+    jobs = [("case", c.name, name, device) for name, device in backends for c in cases]
+    jobs += [("extra", what, name, device) for name, device in backends for what in _EXTRAS]
+    outcomes: dict[tuple, tuple] = {}
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        by_name = {c.name: c for c in cases}
+        order = sorted(jobs, key=lambda j: -(_cost(by_name[j[1]], j[2]) if j[0] == "case" else 1e9))
+        # spawn, not fork: torch and the NumPy generator's thread pool must start fresh in each worker
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {job: pool.submit(_job, *job, quick) for job in order}
+            for job, fut in futures.items():
+                outcomes[job] = fut.result()
+    else:
+        for job in jobs:
+            outcomes[job] = _job(*job, quick)
     results: dict[tuple[str, str], dict] = {}
     timings: dict[str, float] = {}
     checks: list[Check] = []
     for name, device in backends:
-        label = name if device in (None, "cpu") else f"{name}:{device}"
-        t0 = time.perf_counter()
+        label = labels[(name, device)]
+        timings[label] = 0.0
         for case in cases:
-            t = time.perf_counter()
-            try:
-                res = run_case(case, name, device)
-            except Exception as e:  # a backend that crashes fails its case; the suite goes on
-                checks.append(_crashed(case.name, label, e, log))
+            status, payload, seconds = outcomes[("case", case.name, name, device)]
+            timings[label] += seconds
+            if status == "error":
+                checks.append(_crashed(case.name, label, _JobError(*payload), log))
                 continue
-            results[(case.name, label)] = res.observables
-            log(f"  {label:18s} {case.name:34s} {time.perf_counter() - t:6.1f}s")
+            results[(case.name, label)] = payload
+            log(f"  {label:18s} {case.name:34s} {seconds:6.1f}s")
             if case.reference is not None or getattr(case, "couplings_seed", None) is not None:
                 ref = case.reference() if case.reference is not None else _ea_reference(case)
                 for obs in case.observables:
                     if obs != "exp_minus_dh" and obs not in ref:
                         continue  # no exact value: compared across backends and algorithms only
-                    est = res.observables[obs]
+                    est = payload[obs]
                     target = 1.0 if obs == "exp_minus_dh" else ref[obs]
                     checks.append(Check(case.name, label, obs, "exact", est.value, est.error, target,
                                         z=est.z(target)))
             elif "exp_minus_dh" in case.observables:
-                est = res.observables["exp_minus_dh"]
+                est = payload["exp_minus_dh"]
                 checks.append(Check(case.name, label, "exp_minus_dh", "exact", est.value, est.error, 1.0,
                                     z=est.z(1.0)))
-        for what, extra in (("hmc_integrator_checks", hmc_integrator_checks),
-                            ("pem_oracle_checks", pem_oracle_checks)):
-            try:
-                checks.extend(extra(name, device))
-            except Exception as e:
-                checks.append(_crashed(what, label, e, log))
+        for what in _EXTRAS:
+            status, payload, seconds = outcomes[("extra", what, name, device)]
+            timings[label] += seconds
+            if status == "error":
+                checks.append(_crashed(what, label, _JobError(*payload), log))
+            else:
+                checks.extend(payload)
         checks.extend(_langevin_checks(results, label))
-        timings[label] = time.perf_counter() - t0
     labels = list(timings)
     # (b) backends against each other, and algorithms against each other on one backend
     for case in cases:

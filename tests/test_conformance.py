@@ -9,7 +9,8 @@ from portable_lattice.conformance.suite import CASES, run_case, run_suite
 
 @pytest.fixture(scope="module")
 def report():
-    return run_suite(parse_backends(None), quick=True, log=lambda s: None)
+    # two processes: the quick suite is most of the test time, and CI has two cores
+    return run_suite(parse_backends(None), quick=True, log=lambda s: None, workers=2)
 
 
 def test_quick_suite_passes(report):

@@ -18,7 +18,7 @@ import warnings
 
 from .._checks import nonnegative_int, positive_int
 from ..lattice import lattice_axes, volume as volume_of
-from ..statistics import Estimate, gamma_method
+from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
 
 __all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning"]
 
@@ -170,7 +170,10 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
                 obs = (analyse or _default_analyse)(series)
             except Exception:  # the partial result must survive a failing analysis
                 obs = {}
-        acc = gamma_method(series["acceptance"]) if "acceptance" in series else Estimate(float("nan"), float("nan"))
+        with warnings.catch_warnings():
+            # the run's own acceptance summary; analyse() reports (and warns about) the observables
+            warnings.simplefilter("ignore", UnreliableErrorWarning)
+            acc = gamma_method(series["acceptance"]) if "acceptance" in series else Estimate(float("nan"), float("nan"))
         return RunResult(series, obs, acc, seconds, steps, chains, volume, state)
 
     def check_finite(values, where):
