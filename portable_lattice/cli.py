@@ -5,6 +5,8 @@
     portable-lattice simulate --model ising --beta 0.4406868 --L 64 --algorithm swendsen-wang
     portable-lattice mcrg --L 32 --configs 10000
     portable-lattice pem --surrogate oracle --L 16
+    portable-lattice run CARD.toml --out DIR        (then: resume DIR, analyse DIR, export DIR, plot DIR)
+    portable-lattice scan CARD.toml --set kappa=0.20:0.28:9 --scheduler local:2 --out DIR
 
 Every flag means one thing. A flag that does not apply to the chosen model or
 algorithm is an error (exit status 2, naming the flag), never silently
@@ -100,6 +102,51 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="status line on stderr (default: only on a terminal)")
+    _store_flags(sim)
+
+    card = sub.add_parser("run", help="run a TOML run card into an ensemble directory")
+    card.add_argument("card", help="run card: keys are simulate's long flag names with _ for - "
+                                   "(model, beta, g, L, algorithm, chains, sweeps, save_every, ...)")
+    card.add_argument("--out", help="ensemble directory (default: the card's name without .toml, plus .ensemble)")
+    card.add_argument("--json", action="store_true")
+    card.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    res = sub.add_parser("resume", help="continue a stored run from its last commit, appending to the same store")
+    res.add_argument("dir", help="ensemble directory")
+    res.add_argument("--sweeps", type=int, help="total number of measurements (default: the stored card's)")
+    res.add_argument("--save-every", type=int)
+    res.add_argument("--checkpoint-every", type=int)
+    res.add_argument("--card", help="a run card that must agree on every physics key (run length may differ)")
+    res.add_argument("--backend", choices=sorted(BACKENDS), help="continue on another backend "
+                                                                "(needs --allow-backend-change)")
+    res.add_argument("--device", help="continue on another device (needs --allow-backend-change)")
+    res.add_argument("--allow-backend-change", action="store_true",
+                     help="continue on another backend or device: statistically equal, not bit-identical")
+    res.add_argument("--json", action="store_true")
+    res.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    an = sub.add_parser("analyse", help="redo the analysis of a stored run from its measurement streams")
+    an.add_argument("dir", help="ensemble directory")
+    an.add_argument("--discard", type=int, default=0, help="measurements dropped from the start (default 0)")
+    an.add_argument("--json", action="store_true")
+
+    ex = sub.add_parser("export", help="export a stored run's streams for other analysis tools")
+    ex.add_argument("dir", help="ensemble directory")
+    ex.add_argument("--pyerrors", required=True, metavar="OUT.json.gz", help="pyerrors' json.gz format")
+
+    pl = sub.add_parser("plot", help="Monte Carlo histories, autocorrelations and histograms of a stored run "
+                                     "(needs matplotlib)")
+    pl.add_argument("dir", help="ensemble directory")
+    pl.add_argument("--out", help="folder for the PNG files (default: DIR/plots)")
+
+    sc = sub.add_parser("scan", help="run a card over a grid of parameters, one ensemble per point (Dask)")
+    sc.add_argument("card", help="run card of the base point")
+    sc.add_argument("--set", action="append", default=[], metavar="KEY=VALUES",
+                    help="KEY=a:b:n (n points from a to b) or KEY=v1,v2,...; repeat for a product grid")
+    sc.add_argument("--scheduler", default="serial",
+                    help="serial, local:N (a LocalCluster of N workers) or tcp://HOST:PORT (default serial)")
+    sc.add_argument("--out", required=True, help="folder holding one ensemble directory per point")
+    sc.add_argument("--json", action="store_true")
 
     pem = sub.add_parser("pem", help="surrogate Metropolis vs the Penalty Ensemble Method vs the exact sampler")
     pem.add_argument("--beta", type=float, default=0.5)
@@ -144,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(mc)
     mc.add_argument("--json", action="store_true")
     return ap
+
+
+def _store_flags(parser) -> None:
+    st = parser.add_argument_group("on disk (a production run: resumable, analysable later)")
+    st.add_argument("--out", help="write the ensemble (measurements, configurations, checkpoints) to this directory")
+    st.add_argument("--save-every", type=int, help="with --out: save a configuration every N measurements "
+                                                   "(default 0: none)")
+    st.add_argument("--checkpoint-every", type=int, help="with --out: commit and checkpoint every N measurements "
+                                                         "(default 100)")
 
 
 def _run_flags(group) -> None:
@@ -252,12 +308,20 @@ def print_table(res, fam: str, out=None) -> None:
     out.write(f"\ntime {res.seconds:.2f} s   {res.site_updates_per_second:.3g} site updates/s\n")
 
 
-def _main_simulate(ap, args) -> int:
-    prog = "portable-lattice simulate"
+def _main_simulate(ap, args, prog="portable-lattice simulate") -> int:
+    from .runs.production import StopRequested
     try:
         theory = _theory(args)
         knobs = _knobs(args, theory)
         fam = family(theory)
+        store = {}
+        if args.out is not None:
+            store = {"out": args.out, "save_every": 0 if args.save_every is None else args.save_every,
+                     "checkpoint_every": 100 if args.checkpoint_every is None else args.checkpoint_every}
+        else:
+            stray = _given(args, ("save_every", "checkpoint_every"))
+            if stray:
+                raise ValueError(f"{_flag(stray[0])} applies to a run on disk: give --out DIR")
         if args.compile:
             # compile once outside the timed run, so the reported throughput is the compiled kernel's
             simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
@@ -266,8 +330,11 @@ def _main_simulate(ap, args) -> int:
         res = simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
                        device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
                        sweeps=args.sweeps, every=args.every, seed=args.seed, compile=args.compile,
-                       progress=False if args.json and args.progress is None else args.progress, **knobs)
+                       progress=False if args.json and args.progress is None else args.progress, **store, **knobs)
         status = 0
+    except StopRequested as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.status
     except NonFiniteFieldError as e:
         # report what was measured before the blow-up, then fail
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -281,6 +348,10 @@ def _main_simulate(ap, args) -> int:
                          "seed": args.seed, "compile": args.compile, "version": __version__, "partial": True})
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"{prog}: error: {e}\n")
+    return _report_run(res, fam, args, status)
+
+
+def _report_run(res, fam, args, status=0) -> int:
     if args.json:
         out = result_json(res, fam)
         if res.meta.get("partial"):
@@ -317,6 +388,110 @@ def _main_pem(ap, args) -> int:
         cells = "".join(f" {format_value(o[k]['value'], o[k]['error']):>14s} {z[k]:7.2f}" for k in ("action", "m_abs", "chi"))
         print(f"{method:10s}{cells} {r['acceptance']:6.3f}")
     return 0
+
+
+def _card_argv(card: dict) -> list[str]:
+    """A run card as the simulate command line that says the same thing."""
+    argv = []
+    for key, value in card.items():
+        flag = _flag(key)
+        if isinstance(value, bool):
+            if value:
+                argv.append(flag)
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _main_run(ap, args) -> int:
+    from .runs.cards import read_card
+    prog = "portable-lattice run"
+    try:
+        card = read_card(args.card)
+    except ValueError as e:
+        ap.exit(2, f"{prog}: error: {e}\n")
+    out = args.out or (args.card[:-5] if args.card.endswith(".toml") else args.card) + ".ensemble"
+    argv = ["simulate", *_card_argv(card), "--out", out]
+    if args.json:
+        argv.append("--json")
+    if args.progress is not None:
+        argv.append("--progress" if args.progress else "--no-progress")
+    try:
+        sim_args = ap.parse_args(argv)
+    except SystemExit as e:  # argparse already named the flag (the card key with -- and - for _)
+        return int(e.code or 2)
+    return _main_simulate(ap, sim_args, prog)
+
+
+def _main_resume(ap, args) -> int:
+    from .runs.cards import read_card
+    from .runs.production import StopRequested, resume
+    from .runs.storage import StoreError
+    prog = "portable-lattice resume"
+    try:
+        card = read_card(args.card) if args.card else None
+        res = resume(args.dir, sweeps=args.sweeps, save_every=args.save_every, checkpoint_every=args.checkpoint_every,
+                     backend=args.backend, device=args.device, allow_backend_change=args.allow_backend_change,
+                     card=card, progress=False if args.json and args.progress is None else args.progress)
+    except StopRequested as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.status
+    except (ValueError, TypeError, BackendUnavailableError, StoreError) as e:
+        ap.exit(2, f"{prog}: error: {e}\n")
+    return _report_run(res, "field" if res.meta["theory"]["name"] == "phi4" else "spins", args)
+
+
+def _main_analyse(ap, args) -> int:
+    from .runs.analysis import analyse_store, print_analysis
+    try:
+        out = analyse_store(args.dir, discard=args.discard)
+    except (ValueError, TypeError) as e:
+        ap.exit(2, f"portable-lattice analyse: error: {e}\n")
+    if args.json:
+        print_json(out)
+    else:
+        print_analysis(out)
+    return 0
+
+
+def _main_export(ap, args) -> int:
+    from .runs.export import export_pyerrors
+    try:
+        path = export_pyerrors(args.dir, args.pyerrors)
+    except (ValueError, TypeError) as e:
+        ap.exit(2, f"portable-lattice export: error: {e}\n")
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _main_plot(ap, args) -> int:
+    try:
+        from .runs.plots import plot_store
+    except ImportError as e:
+        ap.exit(2, f"portable-lattice plot: error: needs matplotlib: pip install 'portable_lattice[plot]' ({e})\n")
+    try:
+        paths = plot_store(args.dir, args.out)
+    except (ValueError, TypeError) as e:
+        ap.exit(2, f"portable-lattice plot: error: {e}\n")
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _main_scan(ap, args) -> int:
+    from .runs.cards import read_card
+    from .runs.distributed import parse_sets, print_scan, scan
+    try:
+        card = read_card(args.card)
+        grid = parse_sets(args.set)
+        out = scan(card, grid, out=args.out, scheduler=args.scheduler)
+    except (ValueError, TypeError, BackendUnavailableError, OSError) as e:
+        ap.exit(2, f"portable-lattice scan: error: {e}\n")
+    if args.json:
+        print_json(out)
+    else:
+        print_scan(out)
+    return 0 if out.get("failed", 0) == 0 else 1
 
 
 _MCRG_GENERATE = ("L", "beta", "algorithm", "configs", "chains", "therm", "every", "progress")
@@ -384,12 +559,10 @@ def main(argv=None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            if args.command == "pem":
-                status = _main_pem(ap, args)
-            elif args.command == "mcrg":
-                status = _main_mcrg(ap, args)
-            else:
-                status = _main_simulate(ap, args)
+            handler = {"pem": _main_pem, "mcrg": _main_mcrg, "simulate": _main_simulate, "run": _main_run,
+                       "resume": _main_resume, "analyse": _main_analyse, "export": _main_export,
+                       "plot": _main_plot, "scan": _main_scan}[args.command]
+            status = handler(ap, args)
             sys.stdout.flush()
         except BrokenPipeError:
             # the reader (e.g. `| head`) went away: nothing more to say, and no traceback

@@ -15,7 +15,10 @@ FORBIDDEN = {"numpy", "torch", "cupy", "cupyx", "jax", "h5py", "zarr"}
 #: modules allowed to touch an array library or a file format, and why
 ALLOWED = {
     "nn": "the torch-only model zoo, imported only by the CLI (lazily), studies and benchmarks",
-    "runs/storage.py": "host I/O of configurations and couplings (NumPy files)",
+    "runs/storage.py": "host I/O of configurations, couplings and ensembles (NumPy files, zarr)",
+    "runs/export.py": "writes pyerrors' json.gz format from host arrays",
+    "runs/plots.py": "matplotlib figures of stored runs (host arrays)",
+    "runs/analysis.py": "re-analysis of stored streams (host arrays read from zarr)",
 }
 
 

@@ -20,7 +20,8 @@ from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, Gaussian
 from ..statistics import gamma_method
 from .driver import INFO_SERIES, RunResult, run
 
-__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "make_kernel", "simulate", "family", "knob_defaults"]
+__all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "make_kernel", "simulate", "prepare_run", "PreparedRun",
+           "family", "knob_defaults"]
 
 
 def family(theory: Any) -> str:
@@ -133,7 +134,8 @@ def check_memory(chains: int, L: int, dim: int, itemsize: int) -> None:
 def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
              backend: Any = "numpy", device: Any = None, dtype: str = "float64",
              chains: int = 4, therm: int = 500, sweeps: int = 1000, every: int = 1, seed: int = 0,
-             progress: bool | None = None, start: Any = None, compile: bool = False, **knobs) -> RunResult:
+             progress: bool | None = None, start: Any = None, compile: bool = False, out: str | None = None,
+             save_every: int = 0, checkpoint_every: int = 100, **knobs) -> RunResult:
     """Sample ``theory`` on an ``L**dim`` torus and analyse the run.
 
     Parameters
@@ -170,6 +172,15 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
         default: a hot start (N(0, 1) field, random spins).
     compile : bool
         phi^4 on torch only: fuse the kernels with ``torch.compile``.
+    out : str, optional
+        A directory for the ensemble (:mod:`portable_lattice.runs.storage`): the
+        measurements, every ``save_every``-th configuration and a checkpoint every
+        ``checkpoint_every`` measurements go to disk, and the run can be continued
+        (``portable-lattice resume``). Needs the ``storage`` extra (zarr).
+    save_every : int
+        With ``out``: save a configuration every this many measurements (0: none).
+    checkpoint_every : int
+        With ``out``: commit measurements and a checkpoint every this many measurements.
     **knobs
         The algorithm's knobs (:data:`KNOBS`): step, hits, dt, n_steps,
         traj_length, integrator. A knob the algorithm does not take is an error.
@@ -181,6 +192,61 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
         reproduce the run (theory, algorithm and resolved knobs, sizes, seed,
         backend, dtype, library version).
     """
+    prep = prepare_run(theory, L=L, dim=dim, algorithm=algorithm, backend=backend, device=device, dtype=dtype,
+                       chains=chains, therm=therm, sweeps=sweeps, every=every, seed=seed, start=start,
+                       compile=compile, **knobs)
+    if out is not None:
+        from .production import run_to_store
+        return run_to_store(prep, out, save_every=save_every, checkpoint_every=checkpoint_every,
+                            progress=progress)
+    with _compiled(prep.compile):
+        result = run(prep.kernel, prep.start, prep.rng, n_therm=prep.therm, n_measure=prep.sweeps,
+                     every=prep.every, measure=prep.measure, analyse=prep.analyse, to_host=prep.backend.to_numpy,
+                     progress=progress, label=f"{prep.algorithm} [{prep.backend}]")
+    result.meta.update(prep.meta)
+    return result
+
+
+class _compiled:
+    """torch.compile switched on for one run (and back to what it was after)."""
+
+    def __init__(self, on: bool):
+        self.on, self.previous = on, None
+
+    def __enter__(self):
+        if self.on:
+            from ..backends.torch_backend import use_compile
+            self.previous = use_compile(True)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            from ..backends.torch_backend import use_compile
+            use_compile(self.previous)
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """Everything a run needs, validated: the kernel, generator, start, measurement and analysis."""
+
+    theory: Any
+    kernel: Any
+    backend: Any
+    rng: Any
+    start: Any
+    measure: Callable
+    analyse: Callable
+    algorithm: str
+    therm: int
+    sweeps: int
+    every: int
+    compile: bool
+    meta: dict
+
+
+def prepare_run(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None, backend: Any = "numpy",
+                device: Any = None, dtype: str = "float64", chains: int = 4, therm: int = 500, sweeps: int = 1000,
+                every: int = 1, seed: int = 0, start: Any = None, compile: bool = False, **knobs) -> PreparedRun:
+    """Validate a run's parameters (before any work) and build its parts; see :func:`simulate`."""
     # numpy integers (a scan over np.arange) are accepted as the Python ints they are
     L, dim, chains, therm, sweeps, every, seed = (as_int(v) for v in (L, dim, chains, therm, sweeps, every, seed))
     run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=sweeps, every=every)
@@ -234,22 +300,14 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
             out = ensemble_spins(series, volume, theory)
             return _with_info_series(out, series)
 
-    previous = None
-    if compile:
-        from ..backends.torch_backend import use_compile
-        previous = use_compile(True)
-    try:
-        result = run(kernel, start, rng, n_therm=therm, n_measure=sweeps, every=every, measure=measure,
-                     analyse=analyse, to_host=be.to_numpy, progress=progress, label=f"{algorithm} [{be}]")
-    finally:
-        if previous is not None:
-            use_compile(previous)
     from .. import __version__
-    result.meta.update({"backend": be.name, "device": str(be.device), "dtype": dtype,
-                        "theory": theory.params(), "L": L, "dim": dim, "algorithm": algorithm,
-                        "knobs": resolved, "chains": chains, "therm": therm, "sweeps": sweeps, "every": every,
-                        "seed": seed, "compile": compile, "version": __version__})
-    return result
+    meta = {"backend": be.name, "device": str(be.device), "dtype": dtype, "theory": theory.params(), "L": L,
+            "dim": dim, "algorithm": algorithm, "knobs": resolved, "chains": chains, "therm": therm,
+            "sweeps": sweeps, "every": every, "seed": seed, "compile": compile, "version": __version__}
+    return PreparedRun(theory, kernel, be, rng, start, measure, analyse, algorithm, therm, sweeps, every,
+                       compile, meta)
+
+
 
 
 def _with_info_series(out: dict, series: dict) -> dict:

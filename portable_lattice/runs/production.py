@@ -1,0 +1,294 @@
+"""Production runs: an ensemble on disk, committed in blocks, continued bit for bit.
+
+The loop is the in-memory driver's (thermalise, then measure every ``every``
+steps), with three additions:
+
+* every ``checkpoint_every`` measurements the block's measurements (and every
+  ``save_every``-th configuration) are appended to the store and **committed**
+  with a checkpoint: the sampler state and the generator state;
+* SIGINT / SIGTERM, or a file ``DIR/STOP``, end the run at the next commit
+  (exit status 130 / 143 / 0 from the CLI); a second SIGINT stops at once,
+  and the last commit stands;
+* :func:`resume` continues from the last commit. The chain depends only on the
+  state and the generator, never on where the commits fell, so a run killed at
+  any moment and resumed, as often as you like, ends with the same bytes as
+  the run made in one go.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import fields as dataclass_fields
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from .._checks import nonnegative_int, positive_int
+from ..samplers import FieldState, SpinState
+from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, physics_hash, theory_from_card
+from .driver import INFO_SERIES, NonFiniteFieldError, RunResult
+from .simulate import PreparedRun, _compiled, family, prepare_run
+from .storage import EnsembleStore, StoreError
+
+__all__ = ["run_to_store", "resume", "card_of", "StopRequested"]
+
+STOP_FILE = "STOP"
+
+
+class StopRequested(Exception):
+    """The run stopped at a commit on request (signal or stop file); ``status`` is the exit code."""
+
+    def __init__(self, status: int, message: str, result: RunResult | None = None):
+        super().__init__(message)
+        self.status, self.result = status, result
+
+
+class _Signals:
+    """SIGINT/SIGTERM set a flag read at the next commit; a second SIGINT raises at once."""
+
+    def __init__(self):
+        self.status = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers belong to the main thread (a Dask worker thread has none)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.status is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, the last commit stands
+        self.status = 128 + signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def card_of(prep: PreparedRun, save_every: int, checkpoint_every: int) -> dict:
+    """The resolved run card of a prepared run (what the store records)."""
+    m = prep.meta
+    card = dict(card_from_theory(prep.theory), L=m["L"], dim=m["dim"], algorithm=m["algorithm"],
+                backend=m["backend"], device=m["device"], dtype=m["dtype"], chains=m["chains"], therm=m["therm"],
+                sweeps=m["sweeps"], every=m["every"], seed=m["seed"], compile=m["compile"],
+                save_every=save_every, checkpoint_every=checkpoint_every)
+    card.update(m["knobs"])
+    return card
+
+
+def _versions() -> dict:
+    from .. import __version__
+    out = {"portable_lattice": __version__, "python": sys.version.split()[0]}
+    for mod in ("numpy", "scipy", "zarr", "array_api_compat", "torch", "cupy"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def _state_to_host(state, be) -> dict:
+    return {f.name: (None if getattr(state, f.name) is None else be.to_numpy(getattr(state, f.name)))
+            for f in dataclass_fields(state)}
+
+
+def _state_from_host(arrays: dict, be, spins: bool):
+    cls = SpinState if spins else FieldState
+    return cls(**{k: (None if v is None else be.from_numpy(v)) for k, v in arrays.items()})
+
+
+class _Progress:
+    """tqdm on a terminal; elsewhere (a batch job) one plain line every 5%."""
+
+    def __init__(self, total: int, done: int, label: str, enabled: bool | None):
+        self.tty = sys.stderr.isatty()
+        self.enabled = self.tty if enabled is None else enabled
+        self.total, self.done, self.start, self.label = total, done, done, label
+        self.bar, self.next_line, self.t0 = None, 0.0, time.perf_counter()
+        if self.enabled and self.tty:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=done, desc=label, unit="meas", file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+        elif done / max(self.total, 1) >= self.next_line or done == self.total:
+            rate = (done - self.start) / max(time.perf_counter() - self.t0, 1e-9)
+            sys.stderr.write(f"{self.label}: {done}/{self.total} measurements "
+                             f"({100 * done / max(self.total, 1):.0f}%, {rate:.3g}/s)\n")
+            sys.stderr.flush()
+            self.next_line = done / max(self.total, 1) + 0.05
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, save_every: int,
+          checkpoint_every: int, progress: bool | None) -> RunResult:
+    """Thermalise (unless done), then measure in committed blocks up to ``prep.sweeps``."""
+    kernel, rng, be = prep.kernel, prep.rng, prep.backend
+    xp = be.xp
+    spins = family(prep.theory) == "spins"
+    stop_file = os.path.join(store.path, STOP_FILE)
+    bar = _Progress(prep.sweeps, counters["n_meas"], f"{prep.algorithm} [{be}]", progress)
+
+    def commit(finished: bool):
+        store.commit({"n_meas": counters["n_meas"], "n_saved": counters["n_saved"],
+                      "steps": counters["steps"], "therm_done": counters["therm_done"], "finished": finished},
+                     {"state": _state_to_host(state, be), "rng": rng.get_state(), "counters": dict(counters)})
+
+    t0 = time.perf_counter()
+    with _Signals() as sig, _compiled(prep.compile):
+        if not counters["therm_done"]:
+            for _ in range(prep.therm):
+                state, _ = kernel.step(state, rng)
+                counters["steps"] += 1
+            counters["therm_done"] = True
+            commit(finished=prep.sweeps == 0)
+        while counters["n_meas"] < prep.sweeps:
+            block = min(checkpoint_every, prep.sweeps - counters["n_meas"])
+            pending, saved, saved_at = [], [], []
+            for _ in range(block):
+                sums: dict[str, Any] = {}
+                for _ in range(prep.every):
+                    state, info = kernel.step(state, rng)
+                    counters["steps"] += 1
+                    for name in INFO_SERIES:
+                        v = getattr(info, name)
+                        if v is not None:
+                            sums[name] = v if name not in sums else sums[name] + v
+                    if info.delta_h is not None:
+                        e = xp.exp(-info.delta_h)
+                        sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e
+                values = dict(prep.measure(state.config))
+                for name, total in sums.items():
+                    values[name] = total / prep.every
+                pending.append(values)
+                counters["n_meas"] += 1
+                if save_every and counters["n_meas"] % save_every == 0:
+                    saved.append(state.config)
+                    saved_at.append(counters["n_meas"])
+                bar.update(counters["n_meas"])
+            host = {name: be.to_numpy(xp.stack([p[name] for p in pending], axis=0)) for name in pending[0]}
+            bad = [name for name, v in host.items() if not bool(array_namespace(v).all(array_namespace(v).isfinite(v)))]
+            if bad:
+                raise NonFiniteFieldError(f"the run became non-finite in measurements {counters['n_meas'] - block + 1}.."
+                                          f"{counters['n_meas']} ({bad[0]}); the store keeps the "
+                                          f"{store.n_meas} committed measurements", counters["steps"], [], None)
+            fields_host = be.to_numpy(xp.stack(saved, axis=0)) if saved else None
+            counters["n_saved"] += len(saved)
+            store.append(host, fields_host, saved_at)
+            commit(finished=counters["n_meas"] >= prep.sweeps)
+            reason = sig.status or (0 if os.path.exists(stop_file) else None)
+            if reason is not None and counters["n_meas"] < prep.sweeps:
+                bar.close()
+                if reason == 0:
+                    os.remove(stop_file)
+                raise StopRequested(reason, f"stopped at measurement {counters['n_meas']} of {prep.sweeps} "
+                                            f"(committed); continue with: portable-lattice resume {store.path}")
+    bar.close()
+    series = store.series()
+    result = RunResult(series, prep.analyse(series) if series else {}, _acceptance(series),
+                       time.perf_counter() - t0, counters["steps"], prep.meta["chains"],
+                       prep.meta["L"] ** prep.meta["dim"], state, dict(prep.meta, out=store.path))
+    return result
+
+
+def _acceptance(series):
+    import warnings
+
+    from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
+    if "acceptance" not in series or series["acceptance"].shape[0] == 0:
+        return Estimate(float("nan"), float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreliableErrorWarning)
+        return gamma_method(series["acceptance"])
+
+
+def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint_every: int = 100,
+                 progress: bool | None = None) -> RunResult:
+    """Run a prepared run into a new store at ``out`` (refused if ``out`` holds anything)."""
+    nonnegative_int("save_every", save_every)
+    positive_int("checkpoint_every", checkpoint_every)
+    card = card_of(prep, save_every, checkpoint_every)
+    couplings = getattr(prep.theory, "couplings", None)
+    config_shape = (prep.meta["chains"],) + (prep.meta["L"],) * prep.meta["dim"]
+    config_dtype = "int8" if family(prep.theory) == "spins" else prep.meta["dtype"]
+    store = EnsembleStore.create(out, card, physics_hash(card), _versions(), config_shape, config_dtype,
+                                 None if couplings is None else prep.backend.to_numpy(couplings))
+    state = prep.kernel.init(prep.start)
+    counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
+    # commit 0: the start, so that a run killed during thermalisation restarts from it
+    store.commit({"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False, "finished": False},
+                 {"state": _state_to_host(state, prep.backend), "rng": prep.rng.get_state(), "counters": counters})
+    return _loop(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
+                 progress=progress)
+
+
+def resume(path: str, *, sweeps: int | None = None, save_every: int | None = None,
+           checkpoint_every: int | None = None, backend: str | None = None, device: str | None = None,
+           allow_backend_change: bool = False, progress: bool | None = None, card: dict | None = None) -> RunResult:
+    """Continue the run stored at ``path`` from its last commit, appending to the same store.
+
+    Only the run length and output cadence may change (``sweeps``, ``save_every``,
+    ``checkpoint_every``); a different card (``card``, e.g. from a run card file) must
+    agree on every physics key. A change of backend or device is refused unless
+    ``allow_backend_change``: the chain then continues from the stored state with a
+    fresh generator, statistically equal but not bit-identical.
+    """
+    store = EnsembleStore.open(path, "r+")
+    stored = store.card
+    new = dict(stored)
+    if card is not None:
+        for key in sorted(set(stored) | set(card)):
+            if key in PHYSICS_KEYS and stored.get(key) != card.get(key):
+                raise ValueError(f"resume refuses a changed {key}: stored {key} = {stored.get(key)!r}, "
+                                 f"new {key} = {card.get(key)!r} (only {', '.join(RUN_LENGTH_KEYS)} may change)")
+        new.update({k: card[k] for k in card if k in RUN_LENGTH_KEYS + PLACEMENT_KEYS})
+    for key, value in (("sweeps", sweeps), ("save_every", save_every), ("checkpoint_every", checkpoint_every),
+                       ("backend", backend), ("device", device)):
+        if value is not None:
+            new[key] = value
+    moved = [k for k in PLACEMENT_KEYS if k in new and str(new[k]) != str(stored.get(k))]
+    if moved and not allow_backend_change:
+        k = moved[0]
+        raise ValueError(f"resume refuses a changed {k}: stored {k} = {stored.get(k)!r}, new {k} = {new[k]!r}; "
+                         f"pass --allow-backend-change to continue there (statistically equal, not bit-identical)")
+    if new["sweeps"] < store.n_meas:
+        raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
+                         f"sweeps={new['sweeps']}")
+    from ..backends import get_backend
+    be = get_backend(new["backend"], None if new.get("device") in (None, "cpu", "CPU_DEVICE") else new["device"])
+    couplings = store.couplings()
+    theory = theory_from_card(new, couplings=None if couplings is None else be.from_numpy(couplings))
+    knobs = {k: new[k] for k in ("step", "hits", "dt", "n_steps", "traj_length", "integrator") if k in new}
+    prep = prepare_run(theory, L=new["L"], dim=new["dim"], algorithm=new["algorithm"], backend=be,
+                       dtype=new["dtype"], chains=new["chains"], therm=new["therm"], sweeps=new["sweeps"],
+                       every=new["every"], seed=new["seed"], compile=new.get("compile", False), **knobs)
+    cp = store.checkpoint()
+    state = _state_from_host(cp["state"], be, family(theory) == "spins")
+    state = prep.kernel.init(state.config) if moved else state  # caches rebuilt on the new device
+    if moved:
+        import hashlib
+        digest = hashlib.sha256(f"{new['seed']}:{store.commit_record.get('number')}".encode()).digest()
+        prep.rng = be.rng(int.from_bytes(digest[:7], "little"))
+        print(f"portable-lattice: warning: continuing on {be} with a fresh generator: statistically equal "
+              "to the stored run, not bit-identical", file=sys.stderr)
+    else:
+        prep.rng.set_state(cp["rng"])
+    if new != stored:
+        store.group.attrs["card"] = new
+    counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
+    return _loop(prep, store, state, counters, save_every=new["save_every"],
+                 checkpoint_every=new["checkpoint_every"], progress=progress)
