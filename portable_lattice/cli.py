@@ -49,9 +49,20 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-") if dest not in ("L", "J", "h", "q", "g") else "--" + dest
 
 
+def _json_ready(obj):
+    """NaN and infinities as null: JSON has no NaN, and --json promises JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    return obj
+
+
 def print_json(obj) -> None:
     """Exactly one JSON object on stdout, newline-terminated (what --json promises)."""
-    json.dump(obj, sys.stdout)
+    json.dump(_json_ready(obj), sys.stdout, allow_nan=False)
     sys.stdout.write("\n")
 
 
@@ -166,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     pem.add_argument("--sweeps", type=int, default=1000)
     pem.add_argument("--backend", default="numpy", choices=sorted(BACKENDS))
     pem.add_argument("--seed", type=int, default=0)
+    pem.add_argument("--save-ensemble", metavar="PATH", help="cnn: keep the trained ensemble (weights, provenance)")
+    pem.add_argument("--load-ensemble", metavar="PATH", help="cnn: use a saved ensemble instead of training one")
     pem.add_argument("--json", action="store_true")
 
     mc = sub.add_parser("mcrg", help="Monte Carlo RG of the 2D Ising model: exponents from the T matrix")
@@ -373,7 +386,8 @@ def _main_pem(ap, args) -> int:
         out = pipeline.run_pem(beta=args.beta, g=args.g, L=args.L, ensemble=args.ensemble, surrogate=args.surrogate,
                                oracle_sigma=args.oracle_sigma, train_configs=args.train_configs, epochs=args.epochs,
                                channels=args.channels, mode=args.mode, step=args.step, chains=args.chains,
-                               therm=args.therm, sweeps=args.sweeps, backend=args.backend, seed=args.seed, log=log)
+                               therm=args.therm, sweeps=args.sweeps, backend=args.backend, seed=args.seed, log=log,
+                               save_ensemble_to=args.save_ensemble, load_ensemble_from=args.load_ensemble)
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"portable-lattice pem: error: {e}\n")
     if args.json:

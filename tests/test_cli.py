@@ -238,3 +238,23 @@ def test_numpy_integers_are_accepted():
     res = pl.simulate(pl.Ising(beta=0.3), L=np.int64(4), chains=np.int64(2), therm=np.int64(2),
                       sweeps=np.int64(20), seed=np.int64(3))
     assert res.meta["L"] == 4 and type(res.meta["seed"]) is int
+
+
+def test_pem_saves_and_loads_a_trained_ensemble(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    path = str(tmp_path / "ens.pt")
+    small = ["--surrogate", "cnn", "--L", "8", "--ensemble", "2", "--sweeps", "10", "--therm", "2", "--chains", "2",
+             "--json"]
+    assert main(["pem", *small, "--train-configs", "8", "--epochs", "1", "--channels", "4",
+                 "--save-ensemble", path]) == 0
+    capsys.readouterr()
+    assert main(["pem", *small, "--beta", "0.45", "--load-ensemble", path]) == 0
+    out = capsys.readouterr()
+    assert "trained with beta=0.5" in out.err  # other parameters: warned, still run
+    assert json.loads(out.out)["training"]["loaded_from"] == path  # strict JSON: NaN written as null
+    blob = torch.load(path, weights_only=True)
+    blob["architecture"] = dict(blob["architecture"], channels=8)  # another architecture: a clear error
+    torch.save(blob, path)
+    with pytest.raises(SystemExit) as e:
+        main(["pem", *small, "--load-ensemble", path])
+    assert e.value.code == 2 and "do not fit the architecture" in capsys.readouterr().err

@@ -30,9 +30,15 @@ def _z(a, b):
 def run_pem(*, beta: float, g: float, L: int, ensemble: int = 10, surrogate: str = "cnn", oracle_sigma: float = 1.0,
             train_configs: int = 90, epochs: int = 150, channels: int = 16, mode: str = "parallel",
             step: float = 1.0, chains: int = 8, therm: int = 200, sweeps: int = 1000, backend: Any = "numpy",
-            seed: int = 0, log: Callable[[str], None] | None = None, keep_series: bool = False) -> dict:
-    """Run exact, surrogate and PEM Metropolis on the same parameters and compare their observables."""
-    from .train import train_ensemble
+            seed: int = 0, log: Callable[[str], None] | None = None, keep_series: bool = False,
+            save_ensemble_to: str | None = None, load_ensemble_from: str | None = None) -> dict:
+    """Run exact, surrogate and PEM Metropolis on the same parameters and compare their observables.
+
+    ``save_ensemble_to`` keeps the trained ensemble (weights and provenance, a safe format);
+    ``load_ensemble_from`` skips the training and uses a saved ensemble (a warning if it was
+    trained for other parameters, an error for another architecture).
+    """
+    from .train import load_ensemble, save_ensemble, train_ensemble
     from portable_lattice.backends.surrogate import TorchEnsemble
 
     from portable_lattice._checks import nonnegative_int, positive_float, positive_int
@@ -55,21 +61,38 @@ def run_pem(*, beta: float, g: float, L: int, ensemble: int = 10, surrogate: str
     t0 = time.perf_counter()
     # every method starts from the same equilibrated HMC configurations (as in the paper), so
     # none spends its run leaving a hot start or a domain-wall state in the ordered phase
-    pool = 2 * train_configs if surrogate == "cnn" else 0
+    pool = 2 * train_configs if surrogate == "cnn" and not load_ensemble_from else 0
     held_out = max(64, chains)
     phi, grad = gradient_dataset(action, L, pool + held_out, chains=chains, seed=seed + 1, backend=backend)
     start = phi[pool + held_out - chains:, ...]
+    if (save_ensemble_to or load_ensemble_from) and surrogate != "cnn":
+        raise ValueError("saving or loading an ensemble applies to --surrogate cnn")
     if surrogate == "cnn":
-        log(f"training {ensemble} members on {train_configs} of {pool} configurations, {epochs} epochs")
-        models, curves = train_ensemble(ensemble, be.to_numpy(phi[:pool]), be.to_numpy(grad[:pool]),
-                                        subset=train_configs, epochs=epochs, channels=channels, seed=seed,
-                                        log=log)
+        if load_ensemble_from:
+            models, meta = load_ensemble(load_ensemble_from, expect={"beta": beta, "g": g, "L": L})
+            curves = meta.get("curves") or [[float("nan")] for _ in models]
+            log(f"loaded {len(models)} members from {load_ensemble_from}")
+        else:
+            log(f"training {ensemble} members on {train_configs} of {pool} configurations, {epochs} epochs")
+            models, curves = train_ensemble(ensemble, be.to_numpy(phi[:pool]), be.to_numpy(grad[:pool]),
+                                            subset=train_configs, epochs=epochs, channels=channels, seed=seed,
+                                            log=log)
+            if save_ensemble_to:
+                save_ensemble(save_ensemble_to, models, {"beta": beta, "g": g, "L": L, "train_configs": train_configs,
+                                                         "epochs": epochs, "channels": channels, "seed": seed,
+                                                         "curves": [list(map(float, c)) for c in curves]})
+                log(f"saved the ensemble to {save_ensemble_to}")
         provider = TorchEnsemble(models)
         held_out_pred = provider(phi[pool:])[0]
-        training = {"members": ensemble, "train_configs": train_configs, "pool": pool, "epochs": epochs,
-                    "channels": channels, "final_loss": [c[-1] for c in curves],
-                    "residuals": {k: v for k, v in residual_summary(held_out_pred, grad[pool:]).items()
-                                  if k not in ("edges", "density")}}
+        if load_ensemble_from:
+            training = {"members": len(models), "loaded_from": load_ensemble_from,
+                        **{k: meta.get(k) for k in ("train_configs", "epochs", "channels", "seed")}}
+        else:
+            training = {"members": ensemble, "train_configs": train_configs, "pool": pool, "epochs": epochs,
+                        "channels": channels}
+        training.update({"final_loss": [c[-1] for c in curves],
+                         "residuals": {k: v for k, v in residual_summary(held_out_pred, grad[pool:]).items()
+                                       if k not in ("edges", "density")}})
         if keep_series:
             training["residual_values"] = be.to_numpy(held_out_pred - grad[pool:]).ravel().tolist()
         timing["training_seconds"] = time.perf_counter() - t0
