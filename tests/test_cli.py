@@ -258,3 +258,24 @@ def test_pem_saves_and_loads_a_trained_ensemble(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["pem", *small, "--load-ensemble", path])
     assert e.value.code == 2 and "do not fit the architecture" in capsys.readouterr().err
+
+
+def test_mcrg_reads_a_stored_ensemble(tmp_path, capsys):
+    pytest.importorskip("zarr")
+    import warnings
+
+    import portable_lattice as pl
+    out = str(tmp_path / "ens")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl.simulate(pl.Ising(beta=0.44, dim=2), L=8, algorithm="swendsen-wang", chains=4, therm=10, sweeps=30,
+                    save_every=1, out=out, seed=1)
+    assert main(["mcrg", "--input", out, "--levels", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["configs"] == 120  # 30 saved x 4 chains
+    empty = str(tmp_path / "nothing_saved")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl.simulate(pl.Ising(beta=0.44, dim=2), L=8, chains=2, therm=1, sweeps=5, out=empty, seed=1)
+    with pytest.raises(SystemExit) as e:
+        main(["mcrg", "--input", empty, "--levels", "1"])
+    assert e.value.code == 2 and "--save-every" in capsys.readouterr().err

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 import numpy as np
 
 __all__ = ["load_configurations", "load_couplings"]
@@ -46,10 +48,20 @@ def load_couplings(path: str) -> Any:
 def load_configurations(path: str) -> Any:
     """Stored Ising configurations as a host int8 array (configs, L, L) of +-1.
 
-    ``path`` is a ``.npy`` file, or a ``.npz`` archive with one array or
-    ``archive.npz:key`` naming one. Integer arrays must hold +-1; boolean
-    arrays are read as s = 2 b - 1.
+    ``path`` is a ``.npy`` file, a ``.npz`` archive with one array or
+    ``archive.npz:key`` naming one, or an ensemble directory written by a run
+    with ``--out`` (its saved configurations, every chain). Integer arrays must
+    hold +-1; boolean arrays are read as s = 2 b - 1.
     """
+    if os.path.isdir(path):
+        try:
+            fields = EnsembleStore.open(path, "r").fields()
+        except StoreError as e:
+            raise ValueError(f"--input {path!r}: {e}") from e
+        if fields.shape[0] == 0:
+            raise ValueError(f"--input {path!r} holds no saved configurations (run it with --save-every N)")
+        data = fields.reshape((-1,) + tuple(fields.shape[2:]))
+        return _check_spin_configurations(data, path)
     file, _, key = path.partition(":") if path.count(":") == 1 and not path.endswith(":") else (path, "", "")
     data = _load(file, "--input", path)
     if isinstance(data, np.lib.npyio.NpzFile):
@@ -62,6 +74,10 @@ def load_configurations(path: str) -> Any:
             data = data[key or names[0]]
     elif key:
         raise ValueError(f"--input {path!r}: only a .npz archive has named arrays")
+    return _check_spin_configurations(data, path)
+
+
+def _check_spin_configurations(data: Any, path: str) -> Any:
     if data.dtype == bool:
         data = 2 * data.astype(np.int8) - 1
     if data.dtype.kind not in "iu":
