@@ -369,8 +369,41 @@ class _JobError(Exception):
         return f"{self.args[0]}"
 
 
+def upscale_checks(backend: str, device: str | None = None) -> list[Check]:
+    """Inverse-RG generation ([IRG], Eq. 9) with fixed k = 3 weights, from one spin to L = 16:
+    (a) one level's probabilities equal the host reference (SciPy's circular correlation), 1e-12;
+    (b) U4, chi and c_me on this backend agree with an independent NumPy run (z-tests)."""
+    import warnings
+
+    import scipy.ndimage as ndi
+
+    from portable_lattice.rg.upscaling import symmetric_kernel, upscale_probabilities
+    from portable_lattice.runs.upscaling import generate_and_analyse
+
+    w = [0.1, 0.2, 0.3]
+    be = get_backend(backend, device)
+    mu = np.random.default_rng(0).choice(np.array([-1, 1], np.int8), size=(2, 8, 8))
+    p = be.to_numpy(upscale_probabilities(be.from_numpy(mu), w, 3))
+    up = np.repeat(np.repeat(mu, 2, axis=1), 2, axis=2).astype(float)
+    K = np.array(symmetric_kernel(w, 3))
+    ref = 1 / (1 + np.exp(-2 * np.stack([ndi.correlate(u, K, mode="wrap") for u in up])))
+    dev = float(np.abs(p - ref).max())
+    label = backend if device in (None, "cpu") else f"{backend}:{device}"
+    checks = [Check("upscale-k3-probabilities", label, "max |p - p_ref|", "exact", dev, 0.0, 0.0,
+                    passed=dev < 1e-12, detail="tolerance 1e-12")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = generate_and_analyse(w, 3, levels=4, configs=2048, seed=21, backend=be)["sizes"][16]
+        there = generate_and_analyse(w, 3, levels=4, configs=2048, seed=22, backend="numpy")["sizes"][16]
+    for obs in ("binder", "chi", "c_me"):
+        a, b = here[obs], there[obs]
+        checks.append(Check("upscale-k3-L16", f"{label} vs numpy (independent)", obs, "backends", a.value,
+                            math.hypot(a.error, b.error), b.value, z=_z(a.value, a.error, b.value, b.error)))
+    return checks
+
+
 #: check families run once per backend besides the cases (looked up by name when run)
-_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks")
+_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks", "upscale_checks")
 
 
 def _job(kind: str, what: str, backend: str, device: str | None, quick: bool):

@@ -159,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="folder holding one ensemble directory per point")
     sc.add_argument("--json", action="store_true")
 
+    up = sub.add_parser("upscale", help="inverse RG: generate critical 2D Ising configurations with a D4-symmetric "
+                                        "upscaling kernel and test them by finite-size scaling")
+    up.add_argument("--k", type=int, default=3, help="kernel size, odd >= 3 (default 3)")
+    up.add_argument("--weights", required=True,
+                    help="the kernel's (k+1)(k+3)/8 free parameters, comma separated, in the order "
+                         "(1,1), (1,0), (0,0), then shell by shell (see docs)")
+    up.add_argument("--convention", default="paper", choices=["paper", "code"],
+                    help="paper: Eq. 9 on +-1 spins; code: the authors' 0/1 spins with a tied bias (4x the paper's)")
+    up.add_argument("--levels", type=int, default=7, help="upscaling steps (default 7: L0 2^7)")
+    up.add_argument("--L0", type=int, default=1, help="start from random L0 x L0 spins, L0 a power of two (default 1)")
+    up.add_argument("--input", help="start from stored configurations instead (.npy/.npz of +-1, or an ensemble dir)")
+    up.add_argument("--configs", type=int, default=1024, help="configurations generated (default 1024)")
+    up.add_argument("--batch", type=int, default=256, help="configurations per batch (default 256)")
+    _run_flags(up)
+    up.add_argument("--json", action="store_true")
+
     pem = sub.add_parser("pem", help="surrogate Metropolis vs the Penalty Ensemble Method vs the exact sampler")
     pem.add_argument("--beta", type=float, default=0.5)
     pem.add_argument("--g", type=float, default=0.1)
@@ -492,6 +508,48 @@ def _main_plot(ap, args) -> int:
     return 0
 
 
+def _main_upscale(ap, args) -> int:
+    from .runs.upscaling import REPORTED as UP_REPORTED
+    from .runs.upscaling import generate_and_analyse
+    prog = "portable-lattice upscale"
+    try:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError as e:
+            raise ValueError(f"--weights must be comma-separated numbers, got --weights {args.weights!r}") from e
+        start = None
+        if args.input:
+            if args.L0 != 1:
+                raise ValueError("--L0 is set by the stored configurations; do not give it with --input")
+            from .runs.storage import load_configurations
+            start = load_configurations(args.input)
+        out = generate_and_analyse(weights, args.k, levels=args.levels, configs=args.configs, L0=args.L0,
+                                   start=start, convention=args.convention, backend=args.backend,
+                                   device=args.device, seed=args.seed, batch=args.batch)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"{prog}: error: {e}\n")
+    paper = [w / 4.0 for w in weights] if args.convention == "code" else weights
+    if args.json:
+        print_json({"version": __version__, "model": {"k": args.k, "weights": paper, "convention": "paper"},
+                    "L0": out["L0"], "levels": args.levels, "configs": args.configs, "backend": out["backend"],
+                    "sizes": {str(L): {name: obs[name].as_dict() for name in UP_REPORTED}
+                              for L, obs in out["sizes"].items()},
+                    "exponents": {kind: {pair: e.as_dict() for pair, e in pairs.items()}
+                                  for kind, pairs in out["exponents"].items()},
+                    "timing": out["timing"]})
+        return 0
+    print(f"upscaled 2D Ising (Eq. 9 of [IRG]): k={args.k}, weights {paper} (paper convention), from L0={out['L0']}, "
+          f"{args.configs} configurations, {out['backend']}\n")
+    print(f"{'L':>5s} " + " ".join(f"{name:>16s}" for name in UP_REPORTED))
+    for L, obs in out["sizes"].items():
+        print(f"{L:5d} " + " ".join(f"{str(obs[name]):>16s}" for name in UP_REPORTED))
+    print(f"\n{'pair':>8s} {'gamma/nu (chi)':>16s} {'1/nu (c_me)':>16s}   exact 1.75 and 1")
+    for pair in out["exponents"]["gamma_nu"]:
+        print(f"{pair:>8s} {str(out['exponents']['gamma_nu'][pair]):>16s} {str(out['exponents']['one_nu'][pair]):>16s}")
+    print(f"\n{out['timing']['site_samples_per_second']:.3g} site samples/s")
+    return 0
+
+
 def _main_scan(ap, args) -> int:
     from .runs.cards import read_card
     from .runs.distributed import parse_sets, print_scan, scan
@@ -574,6 +632,7 @@ def main(argv=None) -> int:
         warnings.simplefilter("always")
         try:
             handler = {"pem": _main_pem, "mcrg": _main_mcrg, "simulate": _main_simulate, "run": _main_run,
+                       "upscale": _main_upscale,
                        "resume": _main_resume, "analyse": _main_analyse, "export": _main_export,
                        "plot": _main_plot, "scan": _main_scan}[args.command]
             status = handler(ap, args)

@@ -36,15 +36,20 @@ def measure_spins(s: Any, theory, dtype) -> dict:
             "me_abs": xp.abs(m) * xp.abs(e), "e_abs": xp.abs(e)}
 
 
-def ensemble_spins(series: dict, volume: int, theory, S: float = 2.0) -> dict[str, Estimate]:
+def ensemble_spins(series: dict, volume: int, theory, S: float = 2.0, *, ensemble: str | None = None,
+                   bins: int | None = None) -> dict[str, Estimate]:
     """Means (Gamma method) and derived quantities (jackknife) from per-configuration series.
 
     The heat capacity uses the theory's inverse temperature: C = beta^2 V (<e^2> - <e>^2).
+    ``ensemble`` and ``bins`` label and bin the estimates (default: a fresh label, bins from
+    tau_int); pass the same values for series measured on correlated configurations (the
+    levels of one upscaling) so that their estimates compose with the right correlations.
     """
     beta = theory.beta
     names = ("m", "m_abs", "m2", "m4", "energy", "e2", "me_abs", "e_abs")
     # one ensemble label and one binning: every estimate of this run composes with the others
-    kw = {"ensemble": new_ensemble_id("spins"), "bins": common_bins([series[n] for n in names], S)}
+    kw = {"ensemble": ensemble or new_ensemble_id("spins"),
+          "bins": common_bins([series[n] for n in names], S) if bins is None else bins}
     out = {name: gamma_method(series[name], S, **kw) for name in ("m", "m_abs", "m2", "m4", "energy")}
     out["chi"] = derived(lambda m2, m: volume * (m2 - m * m), [series["m2"], series["m"]], S, **kw)
     out["heat_capacity"] = derived(lambda e2, e: beta * beta * volume * (e2 - e * e),
