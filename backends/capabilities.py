@@ -32,6 +32,13 @@ CAPABILITIES: dict[str, dict[str, object]] = {
         "cupy": (None, "cupy.take is already one gather"),
         "array_api_strict": (None, "a test backend"),
     },
+    "upscale_field": {
+        "numpy": (None, "the generic coarse-lattice rolls are the NumPy path"),
+        "torch:cpu": "one conv2d with the four block offsets as channels, then pixel_shuffle",
+        "torch:cuda": "one conv2d with the four block offsets as channels, then pixel_shuffle",
+        "cupy": (None, "the generic coarse-lattice rolls run on the GPU"),
+        "array_api_strict": (None, "a test backend"),
+    },
     "torch.compile": {
         "numpy": (None, "no tracing compiler for NumPy arrays"),
         "torch:cpu": "Inductor (C++/OpenMP), opt-in: simulate(..., compile=True)",

@@ -5,7 +5,8 @@ import numpy as np
 
 from ._base import Backend, BackendUnavailableError, check_shape, float_name
 
-__all__ = ["make_backend", "TorchCPUGenerator", "TorchGenerator"]
+__all__ = ["make_backend", "TorchCPUGenerator", "TorchGenerator", "use_compile", "compile_for_run",
+           "compile_enabled"]
 
 
 def _import():
@@ -125,7 +126,14 @@ def make_backend(device=None) -> Backend:
 import os as _os
 import warnings as _warnings
 
+import contextlib as _contextlib
+import contextvars as _contextvars
+
 _COMPILE = {"on": _os.environ.get("PORTABLE_LATTICE_TORCH_COMPILE", "") == "1"}
+#: a run's own setting (``compile_for_run``): None follows the process-wide switch. A context
+#: variable, so concurrent runs in one process (threads, e.g. a Dask worker's) never see each
+#: other's setting
+_RUN_COMPILE: _contextvars.ContextVar = _contextvars.ContextVar("portable_lattice_torch_compile", default=None)
 
 
 def use_compile(flag: bool = True) -> bool:
@@ -138,10 +146,31 @@ def use_compile(flag: bool = True) -> bool:
     CPU), so it pays off for long runs. Needs a C++ compiler on CPU; if
     compilation fails the generic path runs, with one warning.
     Also switched on by ``PORTABLE_LATTICE_TORCH_COMPILE=1``.
+
+    This is the process-wide default. A run sets its own with
+    :func:`compile_for_run` (``simulate(..., compile=True)`` does), which
+    overrides it in that run's thread or task only.
     """
     previous = _COMPILE["on"]
     _COMPILE["on"] = bool(flag)
     return previous
+
+
+def compile_enabled() -> bool:
+    """Whether ``torch.compile`` applies here: the current run's setting, else the process-wide one."""
+    run = _RUN_COMPILE.get()
+    return _COMPILE["on"] if run is None else run
+
+
+@_contextlib.contextmanager
+def compile_for_run(flag: bool | None):
+    """``torch.compile`` on (True) or off (False) for the code inside, in this thread / context
+    only (None: follow :func:`use_compile`); other threads' runs are unaffected."""
+    token = _RUN_COMPILE.set(None if flag is None else bool(flag))
+    try:
+        yield
+    finally:
+        _RUN_COMPILE.reset(token)
 
 
 def _compile(fn):
@@ -172,7 +201,7 @@ def _register():
     from portable_lattice._delegation import Accelerator, register_accelerator
 
     register_accelerator(Accelerator("torch.compile", matches=array_api_compat.is_torch_namespace,
-                                     enabled=lambda: _COMPILE["on"], wrap=_compile))
+                                     enabled=compile_enabled, wrap=_compile))
 
 
 _register()
@@ -204,12 +233,36 @@ def _torch_lookup(table, index):
     return torch.index_select(table, 0, index.reshape(-1)).reshape(index.shape)
 
 
+def _torch_upscale_field(mu, kernels, dtype):
+    """The upscaling field of Eq. 9 of [IRG] as one conv2d on the coarse lattice: the four block
+    offsets are four output channels (their coarse kernels ``kernels[o][D]``), interleaved by
+    pixel_shuffle. Declines (NotImplemented) where circular padding is wider than the lattice."""
+    import torch
+    import torch.nn.functional as F
+    taps = [D for K in kernels.values() for D in K]
+    if not taps:
+        return NotImplemented
+    lo = min(min(d) for d in taps)
+    hi = max(max(d) for d in taps)
+    L = mu.shape[1]
+    if max(-lo, hi) > L:
+        return NotImplemented  # circular padding wider than the torus: the generic rolls wrap instead
+    size = hi - lo + 1
+    weight = torch.zeros((4, 1, size, size), dtype=dtype, device=mu.device)
+    for c, o in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):  # channel 2 o0 + o1, pixel_shuffle's order
+        for (dx, dy), v in kernels[o].items():
+            weight[c, 0, dx - lo, dy - lo] = v
+    x = F.pad(mu.to(dtype)[:, None], (-lo, hi, -lo, hi), mode="circular")
+    return F.pixel_shuffle(F.conv2d(x, weight), 2)[:, 0]
+
+
 def _register_labels():
     import array_api_compat
     from portable_lattice._delegation import register_implementation
     register_implementation("cluster_labels", array_api_compat.is_torch_namespace, _torch_cluster_labels)
     register_implementation("cluster_ids", array_api_compat.is_torch_namespace, _torch_cluster_ids)
     register_implementation("lookup", array_api_compat.is_torch_namespace, _torch_lookup)
+    register_implementation("upscale_field", array_api_compat.is_torch_namespace, _torch_upscale_field)
 
 
 _register_labels()

@@ -9,7 +9,7 @@ def _generic(*args):
     return "generic"
 
 
-@pytest.mark.parametrize("path", ["cluster_labels", "cluster_ids", "lookup"])
+@pytest.mark.parametrize("path", ["cluster_labels", "cluster_ids", "lookup", "upscale_field"])
 def test_table_matches_the_registrations(backend, path):
     if backend.name == "cupy" and path == "cluster_labels":
         pytest.skip("registered only where pylibcugraph is installed")

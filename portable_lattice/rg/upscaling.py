@@ -35,8 +35,11 @@ from typing import Any
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import choice, positive_int
+from .._delegation import implementation
 
-__all__ = ["kernel_classes", "n_parameters", "symmetric_kernel", "upscale_field", "upscale_probabilities",
+__all__ = ["kernel_classes", "n_parameters", "symmetric_kernel", "coarse_kernels", "upscale_field",
+           "upscale_field_generic",
+           "upscale_probabilities",
            "upscale_once", "upscale", "random_spins", "CONVENTIONS"]
 
 CONVENTIONS = ("paper", "code")
@@ -90,39 +93,63 @@ def symmetric_kernel(weights: Any, k: int, convention: str = "paper") -> list[li
     return [[w[index[_class_of(dx, dy)]] for dy in range(-r, r + 1)] for dx in range(-r, r + 1)]
 
 
-def _upsample(s: Any) -> Any:
-    """Nearest-neighbour x2 upsampling of (chains, L, L): each coarse spin fills its 2 x 2 block."""
-    xp = array_namespace(s)
-    chains, L = s.shape[0], s.shape[1]
-    s = xp.broadcast_to(xp.reshape(s, (chains, L, 1, L, 1)), (chains, L, 2, L, 2))
-    return xp.reshape(s, (chains, 2 * L, 2 * L))
+def coarse_kernels(w: list[float], k: int) -> dict[tuple[int, int], dict[tuple[int, int], float]]:
+    """For each fine offset o in {0, 1}^2 inside its 2 x 2 block, the kernel on the coarse lattice:
+    K_o(D) = sum of w(d) over the taps d with floor((o + d) / 2) = D, since the upsampled spin
+    at 2X + o + d is mu(X + floor((o + d) / 2)). Zero entries are dropped."""
+    r = (k - 1) // 2
+    index = {c: i for i, c in enumerate(kernel_classes(k))}
+    out = {}
+    for o in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        K: dict[tuple[int, int], float] = {}
+        for dx in range(-r, r + 1):
+            for dy in range(-r, r + 1):
+                D = ((o[0] + dx) // 2, (o[1] + dy) // 2)
+                K[D] = K.get(D, 0.0) + w[index[_class_of(dx, dy)]]
+        out[o] = {D: v for D, v in K.items() if v != 0.0}
+    return out
+
+
+def _field_generic(mu: Any, kernels: dict, dtype: Any) -> Any:
+    """(W mu)_i on the fine lattice, computed on the coarse one: per block offset o, a coarse
+    convolution with K_o (about (r + 2)^2 taps on a quarter of the sites, the rolls shared by
+    the four offsets), then the four quarter lattices interleaved."""
+    xp = array_namespace(mu)
+    m = xp.astype(mu, dtype)
+    rolled: dict[tuple[int, int], Any] = {}
+    h = {}
+    for o, K in kernels.items():
+        total = None
+        for D, v in K.items():
+            if D not in rolled:
+                # mu(X + D) at every coarse X: rolls wrap, so taps wrap on tori smaller than the kernel
+                rolled[D] = m if D == (0, 0) else xp.roll(m, shift=(-D[0], -D[1]), axis=(1, 2))
+            term = v * rolled[D]
+            total = term if total is None else total + term
+        h[o] = xp.zeros_like(m) if total is None else total
+    chains, L = mu.shape[0], mu.shape[1]
+    rows = [xp.stack([h[(a, 0)], h[(a, 1)]], axis=-1) for a in (0, 1)]  # (chains, L, L, 2) each
+    return xp.reshape(xp.stack(rows, axis=2), (chains, 2 * L, 2 * L))
 
 
 def upscale_field(mu: Any, weights: Any, k: int, convention: str = "paper", dtype: Any = None) -> Any:
     """(W mu)_i of Eq. 9 at every fine site: (chains, 2L, 2L) as ``dtype`` (default float64).
 
-    The circular convolution is a sum of rolls of the upsampled spins, one per kernel tap,
-    grouped by the tap's class; rolls wrap on a torus smaller than the kernel.
+    The circular convolution of the upsampled spins, computed on the coarse lattice (the
+    upsampled field is constant on 2 x 2 blocks). A backend may register a native twin
+    (``"upscale_field"``: torch's conv2d), held equal to this one by a test.
     """
-    xp = array_namespace(mu)
+    xp = _check_mu(mu)
     w = _check_weights(weights, _check_k(k), convention)
     dtype = xp.float64 if dtype is None else dtype
-    up = xp.astype(_upsample(mu), dtype)
-    r = (k - 1) // 2
-    index = {c: i for i, c in enumerate(kernel_classes(k))}
-    sums: dict[int, Any] = {}
-    for dx in range(-r, r + 1):
-        for dy in range(-r, r + 1):
-            i = index[_class_of(dx, dy)]
-            if w[i] == 0.0:
-                continue
-            # tap (dx, dy) of the kernel reads the spin at x + (dx, dy)
-            term = xp.roll(up, shift=(-dx, -dy), axis=(1, 2))
-            sums[i] = term if i not in sums else sums[i] + term
-    field = None
-    for i, total in sums.items():
-        field = w[i] * total if field is None else field + w[i] * total
-    return xp.zeros_like(up) if field is None else field
+    return implementation("upscale_field", xp, _field_generic)(mu, coarse_kernels(w, k), dtype)
+
+
+def upscale_field_generic(mu: Any, weights: Any, k: int, convention: str = "paper", dtype: Any = None) -> Any:
+    """The generic Array API twin of :func:`upscale_field` (for tests and the capabilities table)."""
+    xp = _check_mu(mu)
+    return _field_generic(mu, coarse_kernels(_check_weights(weights, _check_k(k), convention), k),
+                          xp.float64 if dtype is None else dtype)
 
 
 def upscale_probabilities(mu: Any, weights: Any, k: int, convention: str = "paper", dtype: Any = None) -> Any:
@@ -141,10 +168,14 @@ def _check_mu(mu: Any) -> Any:
     return xp
 
 
-def upscale_once(mu: Any, weights: Any, k: int, rng, convention: str = "paper") -> Any:
-    """One level: fine int8 spins (chains, 2L, 2L) drawn from Eq. 9 given the coarse ``mu``."""
+def upscale_once(mu: Any, weights: Any, k: int, rng, convention: str = "paper", dtype: Any = None) -> Any:
+    """One level: fine int8 spins (chains, 2L, 2L) drawn from Eq. 9 given the coarse ``mu``.
+
+    ``dtype`` (default float64) is that of the field, the probabilities and the uniforms;
+    float32 is faster and draws each site with a probability within 2**-24 of Eq. 9's.
+    """
     xp = _check_mu(mu)
-    p = upscale_probabilities(mu, weights, k, convention)
+    p = upscale_probabilities(mu, weights, k, convention, dtype)
     u = rng.uniform(tuple(p.shape), p.dtype)
     one = xp.asarray(1, dtype=xp.int8, device=device_of(mu))
     return xp.where(u < p, one, -one)
@@ -160,7 +191,7 @@ def random_spins(rng, configs: int, L0: int, xp, device=None) -> Any:
 
 
 def upscale(mu: Any, weights: Any, k: int, rng, levels: int, convention: str = "paper",
-            keep: bool = False, max_bytes: int | None = None) -> Any:
+            keep: bool = False, max_bytes: int | None = None, dtype: Any = None) -> Any:
     """``levels`` upscaling steps from ``mu`` (configs, L0, L0): the fine spins (configs, L0 2^n, L0 2^n),
     or with ``keep=True`` the list of every level [mu, level 1, ..., level n].
 
@@ -178,7 +209,7 @@ def upscale(mu: Any, weights: Any, k: int, rng, levels: int, convention: str = "
                          f"{need / 2**30:.3g} GiB, more than the {max_bytes / 2**30:.3g} GiB available")
     out = [mu]
     for _ in range(levels):
-        out.append(upscale_once(out[-1], weights, k, rng, convention))
+        out.append(upscale_once(out[-1], weights, k, rng, convention, dtype))
         if not keep:
             out = out[-1:]
     return out if keep else out[-1]
