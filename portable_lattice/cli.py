@@ -162,9 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", help="inverse RG: generate critical 2D Ising configurations with a D4-symmetric "
                                         "upscaling kernel and test them by finite-size scaling")
     up.add_argument("--k", type=int, default=3, help="kernel size, odd >= 3 (default 3)")
-    up.add_argument("--weights", required=True,
-                    help="the kernel's (k+1)(k+3)/8 free parameters, comma separated, in the order "
-                         "(1,1), (1,0), (0,0), then shell by shell (see docs)")
+    src = up.add_argument_group("the model: exactly one of --weights, --net, --train-configs")
+    src.add_argument("--weights", help="the kernel's (k+1)(k+3)/8 free parameters, comma separated, in the order "
+                                       "(1,1), (1,0), (0,0), then shell by shell (see docs)")
+    src.add_argument("--net", metavar="PATH", help="a model saved with --save-net (JSON: k, weights, provenance)")
+    src.add_argument("--train-configs", type=int, help="train on this many Swendsen-Wang configurations at K_c "
+                                                       "(exact L-BFGS fit of Eq. 12/13)")
+    src.add_argument("--train-L", type=int, default=None, help="training lattice size L_t (default 32)")
+    src.add_argument("--weighted", action="store_true", help="train with the majority rule's weights D(mu|sigma) "
+                                                             "(Eq. 13); default: uniform weights (Eq. 12)")
+    src.add_argument("--save-net", metavar="PATH", help="save the model (JSON) for --net")
     up.add_argument("--convention", default="paper", choices=["paper", "code"],
                     help="paper: Eq. 9 on +-1 spins; code: the authors' 0/1 spins with a tied bias (4x the paper's)")
     up.add_argument("--levels", type=int, default=7, help="upscaling steps (default 7: L0 2^7)")
@@ -508,15 +515,61 @@ def _main_plot(ap, args) -> int:
     return 0
 
 
+NET_FORMAT = "portable_lattice.upscaler/1"
+
+
+def _save_net(path: str, k: int, weights: list, info: dict) -> None:
+    """A model as JSON (weights in the paper's convention and provenance): nothing executable."""
+    blob = {"format": NET_FORMAT, "k": k, "weights": [float(w) for w in weights], "convention": "paper",
+            "provenance": {key: info[key] for key in ("weighted", "loss", "data") if key in info}}
+    with open(path, "w") as f:
+        json.dump(_json_ready(blob), f, indent=1)
+
+
+def _load_net(path: str, k: int) -> tuple[list, dict]:
+    try:
+        with open(path) as f:
+            blob = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read --net {path!r}: {e}") from e
+    if not isinstance(blob, dict) or blob.get("format") != NET_FORMAT:
+        raise ValueError(f"--net {path!r} is not a saved upscaler (format {NET_FORMAT})")
+    if blob.get("k") != k:
+        raise ValueError(f"--net {path!r} is a k={blob.get('k')} model, but --k {k} was asked for")
+    return [float(w) for w in blob["weights"]], dict(blob.get("provenance") or {})
+
+
 def _main_upscale(ap, args) -> int:
     from .runs.upscaling import REPORTED as UP_REPORTED
     from .runs.upscaling import generate_and_analyse
     prog = "portable-lattice upscale"
+    model_info = {}
     try:
-        try:
-            weights = [float(w) for w in args.weights.split(",")]
-        except ValueError as e:
-            raise ValueError(f"--weights must be comma-separated numbers, got --weights {args.weights!r}") from e
+        given = [f for f, v in (("--weights", args.weights), ("--net", args.net), ("--train-configs", args.train_configs))
+                 if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of --weights, --net, --train-configs (got {', '.join(given) or 'none'})")
+        if args.train_configs is None and (args.weighted or args.train_L is not None):
+            raise ValueError(f"{'--weighted' if args.weighted else '--train-L'} applies to training: "
+                             f"give --train-configs N")
+        if args.net is not None and args.convention != "paper":
+            raise ValueError("--convention applies to --weights (a saved net is in the paper's convention)")
+        if args.weights is not None:
+            try:
+                weights = [float(w) for w in args.weights.split(",")]
+            except ValueError as e:
+                raise ValueError(f"--weights must be comma-separated numbers, got --weights {args.weights!r}") from e
+        elif args.net is not None:
+            weights, model_info = _load_net(args.net, args.k)
+        else:
+            from .nn.upscaler import train_upscaler
+            model_info = train_upscaler(args.k, 32 if args.train_L is None else args.train_L, args.train_configs,
+                                        weighted=args.weighted, seed=args.seed, backend=args.backend,
+                                        log=None if args.json else (lambda m: print(m, file=sys.stderr)))
+            weights = model_info["weights"]
+        if args.save_net:
+            _save_net(args.save_net, args.k, weights if args.convention == "paper" else [w / 4 for w in weights],
+                      model_info)
         start = None
         if args.input:
             if args.L0 != 1:
@@ -530,7 +583,10 @@ def _main_upscale(ap, args) -> int:
         ap.exit(2, f"{prog}: error: {e}\n")
     paper = [w / 4.0 for w in weights] if args.convention == "code" else weights
     if args.json:
-        print_json({"version": __version__, "model": {"k": args.k, "weights": paper, "convention": "paper"},
+        model = {"k": args.k, "weights": paper, "convention": "paper"}
+        if "loss" in model_info:
+            model.update(weighted=model_info.get("weighted"), loss=model_info["loss"], data=model_info.get("data"))
+        print_json({"version": __version__, "model": model,
                     "L0": out["L0"], "levels": args.levels, "configs": args.configs, "backend": out["backend"],
                     "sizes": {str(L): {name: obs[name].as_dict() for name in UP_REPORTED}
                               for L, obs in out["sizes"].items()},
