@@ -19,6 +19,7 @@ ALLOWED = {
     "runs/export.py": "writes pyerrors' json.gz format from host arrays",
     "runs/plots.py": "matplotlib figures of stored runs (host arrays)",
     "runs/analysis.py": "re-analysis of stored streams (host arrays read from zarr)",
+    "runs/distributed.py": "host orchestration of scans: task seeds from NumPy's SeedSequence, Dask",
 }
 
 

@@ -208,20 +208,23 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
 
 
 class _compiled:
-    """torch.compile switched on for one run (and back to what it was after)."""
+    """torch.compile switched on for one run: in this thread / context only (a context variable of
+    the torch backend), so concurrent runs in one process, e.g. the tasks of a Dask worker with
+    several threads, never race on it. compile=False follows the process-wide ``use_compile``."""
 
     def __init__(self, on: bool):
-        self.on, self.previous = on, None
+        self.on, self.cm = on, None
 
     def __enter__(self):
         if self.on:
-            from ..backends.torch_backend import use_compile
-            self.previous = use_compile(True)
+            from ..backends.torch_backend import compile_for_run
+            self.cm = compile_for_run(True)
+            self.cm.__enter__()
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            from ..backends.torch_backend import use_compile
-            use_compile(self.previous)
+        if self.cm is not None:
+            cm, self.cm = self.cm, None
+            cm.__exit__(*exc)
 
 
 @dataclasses.dataclass
