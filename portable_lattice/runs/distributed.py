@@ -397,6 +397,9 @@ class _NoLock:
 
 
 def _worker_host() -> str | None:
+    """This worker's host, or None outside a Dask worker (no import of distributed for a serial scan)."""
+    if "distributed" not in sys.modules:
+        return None
     try:
         from distributed import get_worker
         addr = get_worker().address
