@@ -44,7 +44,9 @@ class CardError(ValueError):
 
 def _line_of(text: str, key: str) -> int | None:
     for i, line in enumerate(text.splitlines(), 1):
-        if line.split("=", 1)[0].strip() == key:
+        head = line.split("=", 1)[0].strip()
+        # key = value, "key" = value, or a table header [key]
+        if head.strip("\"'") == key or (head.startswith("[") and head.strip("[] \"'") == key):
             return i
     return None
 

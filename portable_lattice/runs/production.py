@@ -70,12 +70,22 @@ class _Signals:
             signal.signal(sig, handler)
 
 
+def _device_spec(be) -> str:
+    """The backend's device as ``get_backend`` takes it back ("cpu", "cuda:0"): str() of a cupy
+    or array_api_strict device ("<CUDA Device 0>", "array_api_strict.Device('CPU_DEVICE')") is not."""
+    if be.name == "cupy":
+        return f"cuda:{be.device.id}"
+    if be.name == "array_api_strict":
+        return "cpu"
+    return str(be.device)
+
+
 def card_of(prep: PreparedRun, save_every: int, checkpoint_every: int) -> dict:
     """The resolved run card of a prepared run (what the store records)."""
     m = prep.meta
     card = dict(card_from_theory(prep.theory), L=m["L"], dim=m["dim"], algorithm=m["algorithm"],
-                backend=m["backend"], device=m["device"], dtype=m["dtype"], chains=m["chains"], therm=m["therm"],
-                sweeps=m["sweeps"], every=m["every"], seed=m["seed"], compile=m["compile"],
+                backend=m["backend"], device=_device_spec(prep.backend), dtype=m["dtype"], chains=m["chains"],
+                therm=m["therm"], sweeps=m["sweeps"], every=m["every"], seed=m["seed"], compile=m["compile"],
                 save_every=save_every, checkpoint_every=checkpoint_every)
     card.update(m["knobs"])
     return card
@@ -145,7 +155,8 @@ def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, sav
 
     def commit(finished: bool):
         store.commit({"n_meas": counters["n_meas"], "n_saved": counters["n_saved"],
-                      "steps": counters["steps"], "therm_done": counters["therm_done"], "finished": finished},
+                      "steps": counters["steps"], "therm_done": counters["therm_done"], "finished": finished,
+                      "backend": be.name, "device": _device_spec(be)},
                      {"state": _state_to_host(state, be), "rng": rng.get_state(), "counters": dict(counters)})
 
     t0 = time.perf_counter()
@@ -230,10 +241,31 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     state = prep.kernel.init(prep.start)
     counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
     # commit 0: the start, so that a run killed during thermalisation restarts from it
-    store.commit({"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False, "finished": False},
+    store.commit({"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False, "finished": False,
+                  "backend": prep.backend.name, "device": _device_spec(prep.backend)},
                  {"state": _state_to_host(state, prep.backend), "rng": prep.rng.get_state(), "counters": counters})
     return _loop(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
                  progress=progress)
+
+
+def _resolve_card(card: dict, couplings: Any = None) -> dict:
+    """A card as the store would record it: the keys it leaves out take simulate's defaults, the
+    theory's and the algorithm's included (so the card that made a run agrees with its store).
+    Edwards-Anderson couplings are the store's (compared by the store, not by the card)."""
+    import inspect
+
+    from .cards import check_card, knobs_from_card
+    from .simulate import DEFAULT_ALGORITHM, _check_knobs, simulate
+    card = check_card(card)
+    defaults = {k: p.default for k, p in inspect.signature(simulate).parameters.items()
+                if p.default is not inspect.Parameter.empty and p.default is not None}
+    theory = theory_from_card(card, couplings=couplings)
+    algorithm = card.get("algorithm") or DEFAULT_ALGORITHM[family(theory)]
+    out = {k: v for k, v in defaults.items() if k in PHYSICS_KEYS}
+    out.update({k: v for k, v in card.items() if k not in ("couplings", "couplings_seed")})
+    out.update(card_from_theory(theory), algorithm=algorithm,
+               **_check_knobs(theory, algorithm, knobs_from_card(card)))  # checked, with their defaults
+    return out
 
 
 def resume(path: str, *, sweeps: int | None = None, save_every: int | None = None,
@@ -249,27 +281,34 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     """
     store = EnsembleStore.open(path, "r+")
     stored = store.card
-    new = dict(stored)
+    # where the checkpoint's generator state comes from: the commit record says (the card's backend
+    # may name a move whose first commit never came)
+    placed = {k: store.commit_record.get(k, stored.get(k)) for k in PLACEMENT_KEYS}
+    new = dict(stored, **placed)
     if card is not None:
-        for key in sorted(set(stored) | set(card)):
-            if key in PHYSICS_KEYS and stored.get(key) != card.get(key):
+        given = _resolve_card(card, store.couplings())
+        for key in sorted(set(stored) | set(given)):
+            if key in PHYSICS_KEYS and key not in ("couplings", "couplings_seed") \
+                    and stored.get(key) != given.get(key):
                 raise ValueError(f"resume refuses a changed {key}: stored {key} = {stored.get(key)!r}, "
-                                 f"new {key} = {card.get(key)!r} (only {', '.join(RUN_LENGTH_KEYS)} may change)")
+                                 f"new {key} = {given.get(key)!r} (only {', '.join(RUN_LENGTH_KEYS)} may change)")
         new.update({k: card[k] for k in card if k in RUN_LENGTH_KEYS + PLACEMENT_KEYS})
     for key, value in (("sweeps", sweeps), ("save_every", save_every), ("checkpoint_every", checkpoint_every),
                        ("backend", backend), ("device", device)):
         if value is not None:
             new[key] = value
-    moved = [k for k in PLACEMENT_KEYS if k in new and str(new[k]) != str(stored.get(k))]
+    from ..backends import get_backend
+    be = get_backend(new["backend"], None if new.get("device") in (None, "cpu", "CPU_DEVICE") else new["device"])
+    # compared as resolved ("cuda" is "cuda:0"), in the form the card stores
+    new.update(backend=be.name, device=_device_spec(be))
+    moved = [k for k in PLACEMENT_KEYS if str(new[k]) != str(placed[k])]
     if moved and not allow_backend_change:
         k = moved[0]
-        raise ValueError(f"resume refuses a changed {k}: stored {k} = {stored.get(k)!r}, new {k} = {new[k]!r}; "
+        raise ValueError(f"resume refuses a changed {k}: stored {k} = {placed[k]!r}, new {k} = {new[k]!r}; "
                          f"pass --allow-backend-change to continue there (statistically equal, not bit-identical)")
     if new["sweeps"] < store.n_meas:
         raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
                          f"sweeps={new['sweeps']}")
-    from ..backends import get_backend
-    be = get_backend(new["backend"], None if new.get("device") in (None, "cpu", "CPU_DEVICE") else new["device"])
     couplings = store.couplings()
     theory = theory_from_card(new, couplings=None if couplings is None else be.from_numpy(couplings))
     knobs = {k: new[k] for k in ("step", "hits", "dt", "n_steps", "traj_length", "integrator") if k in new}

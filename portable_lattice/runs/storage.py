@@ -116,9 +116,15 @@ def _zarr():
     return zarr
 
 
-def _codecs():
-    from zarr.codecs import Crc32cCodec, ZstdCodec
-    # zstd, then a CRC32C per chunk so a corrupted chunk is found when it is read
+def _codecs(dtype: Any = None):
+    """zstd (or, for float configurations, LZ4 after a byte shuffle), then a CRC32C per chunk so a
+    corrupted chunk is found when it is read."""
+    from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
+    if dtype is not None and np.dtype(dtype).kind == "f":
+        # float fields hardly compress (zstd: 0.96 of the raw size); the shuffled LZ4 stream is
+        # smaller (0.94), cheaper to write and 5x faster to read back
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=np.dtype(dtype).itemsize),
+                Crc32cCodec()]
     return [ZstdCodec(level=3), Crc32cCodec()]
 
 
@@ -188,6 +194,7 @@ class EnsembleStore:
 
     def __init__(self, path: str, group: Any, commit: dict):
         self.path, self.group, self.commit_record = path, group, commit
+        self._arrays = None  # name -> zarr array, the handles append writes through
 
     # --- creation and opening ---
     @classmethod
@@ -207,7 +214,7 @@ class EnsembleStore:
         per_config = int(np.prod(config_shape)) * np.dtype(config_dtype).itemsize
         k = max(1, _CHUNK_BYTES // max(per_config, 1))
         group.create_array("fields", shape=(0,) + tuple(config_shape), chunks=(k,) + tuple(config_shape),
-                           dtype=config_dtype, compressors=_codecs(), fill_value=0)
+                           dtype=config_dtype, compressors=_codecs(config_dtype), fill_value=0)
         group.create_array("field_steps", shape=(0,), chunks=(4096,), dtype="int64", compressors=_codecs(),
                            fill_value=0)
         group.create_group("series")
@@ -246,6 +253,15 @@ class EnsembleStore:
 
     def _cut_back(self) -> None:
         n_saved, n_meas = self.commit_record["n_saved"], self.commit_record["n_meas"]
+        # a process killed while it wrote a file leaves the temporary behind (zarr's NAME.<hex>.partial,
+        # our NAME.tmp-PID): never part of the store, so removed before anything is written
+        for base, _, names in os.walk(os.path.join(self.path, GROUP)):
+            for name in names:
+                if name.endswith(".partial"):
+                    os.remove(os.path.join(base, name))
+        for name in os.listdir(self.path):
+            if name.startswith(("checkpoint-", COMMIT)) and ".tmp-" in name:
+                os.remove(os.path.join(self.path, name))
         for name, n in (("fields", n_saved), ("field_steps", n_saved)):
             a = self.group[name]
             if a.shape[0] != n:
@@ -318,22 +334,31 @@ class EnsembleStore:
         """Append a block of measurements (name -> (n, chains)) and of saved configurations
         beyond the committed counts. Nothing is committed until :meth:`commit`."""
         g = self.group["series"]
+        if self._arrays is None:  # opened once per store: a listing and an open per array cost ms each
+            self._arrays = {f"series/{name}": a for name, a in g.arrays()}
+            self._arrays.update({name: self.group[name] for name in ("fields", "field_steps")})
         for name, values in series.items():
             values = np.asarray(values)
-            if name not in g.array_keys():
+            if f"series/{name}" not in self._arrays:
                 chains = values.shape[1:]
-                g.create_array(name, shape=(0,) + tuple(chains), chunks=(1024,) + tuple(chains),
-                               dtype=values.dtype, compressors=_codecs(), fill_value=0)
-            a = g[name]
-            start = a.shape[0]
-            a.resize((start + values.shape[0],) + tuple(a.shape[1:]))
-            a[start:] = values
+                self._arrays[f"series/{name}"] = g.create_array(
+                    name, shape=(0,) + tuple(chains), chunks=(1024,) + tuple(chains), dtype=values.dtype,
+                    compressors=_codecs(), fill_value=0)
+            self._extend(self._arrays[f"series/{name}"], f"series/{name}", values)
         if fields is not None and len(fields):
             for name, values in (("fields", np.asarray(fields)), ("field_steps", np.asarray(field_steps))):
-                a = self.group[name]
-                start = a.shape[0]
-                a.resize((start + values.shape[0],) + tuple(a.shape[1:]))
-                a[start:] = values
+                self._extend(self._arrays[name], name, values)
+
+    def _extend(self, a, name: str, values) -> None:
+        start = a.shape[0]
+        a.resize((start + values.shape[0],) + tuple(a.shape[1:]))
+        try:
+            a[start:] = values
+        except ValueError as e:
+            # a partly filled last chunk is read back before it is rewritten: its checksum failed
+            rows = a.chunks[0]
+            raise StoreError(f"{self.path!r}: array {name!r}, chunk {start // rows} (rows {start // rows * rows}.."
+                             f"{(start // rows + 1) * rows - 1}) cannot be extended, it is corrupted: {e}") from e
 
     def commit(self, record: dict, checkpoint: dict) -> None:
         """Make everything appended so far permanent: the checkpoint file, then the commit record,
