@@ -698,6 +698,11 @@ def main(argv=None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             return 0
+        except KeyboardInterrupt:
+            # a second Ctrl-C (the first stops a run on disk at its next commit): stop now, no traceback
+            sys.stderr.write(f"portable-lattice {args.command}: interrupted; a run on disk keeps its last commit "
+                             f"(portable-lattice resume DIR continues it)\n")
+            return 130
     _report_warnings(caught)
     return status
 

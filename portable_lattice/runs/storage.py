@@ -245,7 +245,8 @@ class EnsembleStore:
             with open(commit_path) as f:
                 commit = json.load(f)
         except (OSError, ValueError) as e:
-            raise StoreError(f"{path!r} has no readable commit record ({COMMIT}): nothing in it was committed") from e
+            raise StoreError(f"{path!r} has no readable commit record ({COMMIT}): nothing in it was committed (a run "
+                             f"stopped before its first commit); delete the directory and start the run again") from e
         store = cls(path, group, commit)
         if mode != "r":
             store._cut_back()
