@@ -259,6 +259,14 @@ def test_bad_scheduler_and_grid_are_refused_before_any_work(tmp_path):
     assert not out.exists()
 
 
+def test_a_dask_scheduler_without_distributed_is_a_clear_error(tmp_path, monkeypatch):
+    from portable_lattice.runs.distributed import DistributedUnavailable
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    with pytest.raises(DistributedUnavailable, match=r"pip install 'portable_lattice\[distributed\]'"):
+        scan(CARD, GRID, out=str(tmp_path / "x"), scheduler="local:2")
+    assert not (tmp_path / "x").exists()
+
+
 def test_unreachable_scheduler_fails_clearly_within_30_seconds(tmp_path):
     pytest.importorskip("distributed")
     out = tmp_path / "unreached"

@@ -46,7 +46,8 @@ import numpy as np
 from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card, knobs_from_card, theory_from_card
 
 __all__ = ["parse_sets", "scan", "print_scan", "grid_points", "point_card", "point_name", "task_seed",
-           "thread_budget", "set_threads", "available_cores", "run_point", "SchedulerUnreachable"]
+           "thread_budget", "set_threads", "available_cores", "run_point", "SchedulerUnreachable",
+           "DistributedUnavailable"]
 
 #: what ``portable-lattice simulate`` (and so a run card) assumes for a key the card leaves out
 DEFAULTS = {"L": 16, "dim": 2, "backend": "numpy", "device": None, "dtype": "float64", "chains": 4, "therm": 500,
@@ -63,6 +64,11 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 class SchedulerUnreachable(ConnectionError):
     """The Dask scheduler named by address did not answer within the connection timeout."""
+
+
+class DistributedUnavailable(ImportError, ValueError):
+    """A Dask scheduler was asked for, and ``distributed`` is not installed (a ValueError too, so
+    the command line reports it as a bad choice of --scheduler)."""
 
 
 # --- the grid ---------------------------------------------------------------------------------
@@ -448,7 +454,7 @@ def _distributed():
     try:
         import distributed
     except ImportError as e:
-        raise ImportError("a scan on a Dask scheduler needs distributed: "
+        raise DistributedUnavailable("a scan on a Dask scheduler needs distributed: "
                           "pip install 'portable_lattice[distributed]' (or use --scheduler serial)") from e
     return distributed
 
@@ -468,6 +474,8 @@ def scan(card: dict, grid: dict, *, out: str, scheduler: str = "serial", progres
     """
     from .storage import COMMIT
     kind, arg = _parse_scheduler(scheduler)
+    if kind != "serial":
+        _distributed()  # installed, or a clear error before any work
     card = check_card(dict(card))
     grid = {k: list(v) for k, v in grid.items()}
     for k, values in grid.items():
