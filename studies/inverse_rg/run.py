@@ -43,6 +43,27 @@ PAPER = {
     "MC": {"32,8": (1.754, 1.077), "64,16": (1.751, 1.038), "128,32": (1.749, 1.020)},
 }
 U4_INFINITE = 0.61069  # the Binder ratio of the critical 2D Ising torus (Salas and Sokal)
+#: Table IV of [IRG], RSRG columns (configurations of L = 128, blocked once): eta = 4 - 2 y_h, 1/nu = y_t
+PAPER_T4 = {"MC": (0.248, 0.973), "k=3": (0.282, 1.111), "k=5": (0.285, 1.067), "k=7": (0.287, 1.055),
+            "k=3, w.": (0.243, 1.130), "k=5, w.": (0.223, 1.074), "k=7, w.": (0.227, 1.059)}
+
+
+def table4(models: dict, configs: int, seed: int, L: int = 128) -> dict:
+    """MCRG (36 couplings, symmetric basis) on configurations of size L blocked once (step 0 -> 1),
+    for every model's upscaled configurations and for Swendsen-Wang configurations of the same size."""
+    from portable_lattice.runs.mcrg import analyse_ensemble, run_mcrg
+
+    be = get_backend("numpy")
+    levels = int(round(math.log2(L)))
+    out = {}
+    mc = run_mcrg(L=L, configs=configs, chains=64, therm=200, every=2, levels=1, seed=seed)
+    out["MC"] = mc["steps"]["0->1"]
+    for name, (weights, k) in models.items():
+        rng = be.rng(seed + k)
+        spins = np.concatenate([upscale(random_spins(rng, 256, 1, be.xp), weights, k, rng, levels)
+                                for _ in range(max(1, configs // 256))])
+        out[name] = analyse_ensemble(spins, levels=1, seed=seed)["steps"]["0->1"]
+    return out
 
 
 def mc_configurations(L: int, n: int, seed: int, chains: int = 64, spacing: int = 4) -> np.ndarray:
@@ -75,6 +96,7 @@ def main(argv=None):
     ap.add_argument("--paper-scale", action="store_true", help="10^6 training and generated configurations")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default=os.path.join(HERE, "output"))
+    ap.add_argument("--no-table4", action="store_true", help="skip the MCRG comparison (Table IV)")
     args = ap.parse_args(argv)
     if args.paper_scale:
         args.train_configs, args.configs = 10 ** 6, 10 ** 6
@@ -128,6 +150,20 @@ def main(argv=None):
         if L in (32, 64, 128):
             m = s.reshape(s.shape[0], -1).mean(axis=1).reshape(-1, 1).astype(float)
             hists[L] = magnetisation_histogram(m, L, bins=41)
+    if not args.no_table4:
+        t4 = table4({n: (results["models"][n]["weights"], curves[n][2]) for n in curves}, args.configs, args.seed + 9)
+        mc_eta, mc_nu = 4 - 2 * t4["MC"]["y_h"], t4["MC"]["y_t"]
+        print(f"\nTable IV (RSRG on L = 128 configurations, step 128 -> 64, 36 couplings):")
+        print(f"{'model':10s} {'eta':>12s} {'paper':>6s} {'1/nu':>12s} {'paper':>6s} {'eta - MC':>12s} {'1/nu - MC':>12s}")
+        results["table4"] = {}
+        for name, ex in t4.items():
+            eta, nu = 4 - 2 * ex["y_h"], ex["y_t"]
+            p = PAPER_T4.get(name, (math.nan, math.nan))
+            d_eta, d_nu = (eta - mc_eta, nu - mc_nu) if name != "MC" else (eta - eta, nu - nu)
+            shift = (f"{fmt(d_eta):>12s} {fmt(d_nu):>12s}" if name != "MC" else f"{'-':>12s} {'-':>12s}")
+            print(f"{name:10s} {fmt(eta):>12s} {p[0]:6.3f} {fmt(nu):>12s} {p[1]:6.3f} {shift}")
+            results["table4"][name] = {"eta": eta.as_dict(), "one_nu": nu.as_dict(), "paper": p,
+                                       "eta_minus_mc": d_eta.as_dict(), "one_nu_minus_mc": d_nu.as_dict()}
     results["seconds"] = time.perf_counter() - t_start
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
