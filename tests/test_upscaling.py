@@ -128,6 +128,9 @@ def test_upscale_cli_json(capsys):
     assert main(["upscale", "--k", "3", "--weights", "0.4,0.8,1.2", "--convention", "code", "--levels", "4",
                  "--configs", "64", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert main(["upscale", "--k", "3", "--weights", "0.1,0.2,0.3", "--levels", "4", "--configs", "64",
+                 "--dtype", "float32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "float32"
     assert out["model"]["weights"] == [0.1, 0.2, 0.3] and set(out["sizes"]) == {"4", "8", "16"}
     assert "16,4" in out["exponents"]["gamma_nu"]
     for bad, msg in ((["--k", "4"], "odd"), (["--L0", "3"], "power of two"), (["--weights", "1,2"], "3 parameters")):

@@ -33,17 +33,20 @@ REPORTED = ("m_abs", "chi", "c_me", "heat_capacity", "binder", "energy")
 
 def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0: int = 1, start: Any = None,
                          convention: str = "paper", backend: Any = "numpy", device: Any = None, seed: int = 0,
-                         batch: int = 256, bins: int = 32) -> dict:
+                         batch: int = 256, bins: int = 32, dtype: str = "float64") -> dict:
     """Generate ``configs`` configurations of size L0 2^levels and analyse every level.
 
     Returns {"sizes": {L: {name: Estimate}}, "exponents": {"gamma_nu": {"L,L/4": Estimate},
     "one_nu": {...}}, "timing": {...}, "configs", "k", "weights", "convention", "L0"}.
     ``start``: stored configurations (configs, L0, L0) of +-1 (host NumPy) instead of random single spins.
+    ``dtype``: of the field, the probabilities and the uniforms ("float32" is about twice as fast and
+    draws each site with a probability within 2**-24 of Eq. 9's).
     """
     positive_int("levels", levels)
     positive_int("configs", configs)
     positive_int("batch", batch)
     choice("convention", convention, CONVENTIONS)
+    choice("dtype", dtype, ("float32", "float64"))
     if len(list(weights)) != n_parameters(k):
         raise ValueError(f"a D4-symmetric k={k} kernel has {n_parameters(k)} parameters, got {len(list(weights))} "
                          f"weights")
@@ -76,7 +79,7 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
         n = min(batch, configs - first)
         mu = random_spins(rng, n, L0, be.xp, be.device) if start is None else \
             be.from_numpy(start[first:first + n, ...])
-        for s in upscale(mu, weights, k, rng, levels, convention, keep=True):
+        for s in upscale(mu, weights, k, rng, levels, convention, keep=True, dtype=be.dtype(dtype)):
             size = int(s.shape[1])
             if size in per_level:
                 per_level[size].append({name: be.to_numpy(v) for name, v in
@@ -97,6 +100,7 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
             exponents["gamma_nu"][f"{size},{size // 4}"] = fss_exponent(big["chi"], small["chi"])
             exponents["one_nu"][f"{size},{size // 4}"] = fss_exponent(big["c_me"], small["c_me"])
     return {"k": k, "weights": [float(w) for w in weights], "convention": convention, "L0": L0, "levels": levels,
+            "dtype": dtype,
             "configs": configs, "backend": be.name, "sizes": out_sizes, "exponents": exponents,
             "timing": {"generate_seconds": seconds,
                        "site_samples_per_second": samples / seconds if seconds > 0 else math.nan}}
