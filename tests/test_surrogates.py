@@ -131,3 +131,23 @@ def test_training_data_in_the_broken_phase_has_no_domain_walls():
     assert np.any(m > 0) and np.any(m < 0)
     assert len(np.unique(np.round(m, 12))) == m.size  # no chain frozen at its start
     np.testing.assert_allclose(np.asarray(grad), np.asarray(Phi4.from_beta_g(0.7, 0.1).grad_action(phi)))
+
+
+def test_training_data_from_a_stored_ensemble(tmp_path):
+    pytest.importorskip("zarr")
+    import warnings
+
+    import portable_lattice as pl
+    from portable_lattice.surrogates.data import stored_gradient_dataset
+    theory = pl.Phi4.from_beta_g(0.5, 0.1)
+    out = str(tmp_path / "ens")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl.simulate(theory, L=6, chains=2, therm=5, sweeps=20, save_every=2, out=out, seed=1)
+    phi, grad = stored_gradient_dataset(theory, out)
+    assert tuple(phi.shape) == (20, 6, 6)  # 10 saved x 2 chains
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(theory.grad_action(phi)))
+    with pytest.raises(ValueError, match="beta"):
+        stored_gradient_dataset(pl.Phi4.from_beta_g(0.45, 0.1), out)
+    with pytest.raises(ValueError, match="exceeds"):
+        stored_gradient_dataset(theory, out, n_configs=100)

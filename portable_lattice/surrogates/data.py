@@ -14,7 +14,7 @@ from ..backends import get_backend
 from ..runs.driver import run
 from ..samplers import HMC, CheckerboardMetropolis, GaussianShift
 
-__all__ = ["gradient_dataset"]
+__all__ = ["gradient_dataset", "stored_gradient_dataset"]
 
 
 def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: int = 8, therm: int = 200,
@@ -45,4 +45,36 @@ def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: in
               n_therm=therm, n_measure=per_chain, every=spacing, measure=lambda phi: {"phi": phi},
               analyse=lambda series: {}, to_host=be.to_numpy, progress=progress, label="training data")
     phi = be.from_numpy(res.series["phi"].reshape((-1,) + (L,) * dim)[:n_configs], "float64")
+    return phi, theory.grad_action(phi)
+
+
+def stored_gradient_dataset(theory, path: str, n_configs: int | None = None, *, backend: Any = "numpy",
+                            device: Any = None) -> tuple[Any, Any]:
+    """Training data from a stored ensemble (a run with ``--out`` and ``--save-every``): its saved
+    phi^4 configurations, every chain, and their exact gradients for ``theory``.
+
+    The store's physics must be the theory's: a store made at other couplings is refused
+    (a surrogate trained on it would be biased).
+    """
+    from ..runs.cards import card_from_theory
+    from ..runs.storage import open_ensemble
+    if not hasattr(theory, "grad_action"):
+        raise TypeError(f"training data need a field theory (phi^4), got {type(theory).__name__}")
+    ens = open_ensemble(path)
+    card = ens["card"]
+    want = card_from_theory(theory)
+    for key, value in want.items():
+        if card.get(key) != value:
+            raise ValueError(f"the ensemble at {path!r} has {key} = {card.get(key)!r}, the theory {key} = {value!r}")
+    fields = ens["fields"]
+    if fields.shape[0] == 0:
+        raise ValueError(f"the ensemble at {path!r} holds no saved configurations (run it with --save-every N)")
+    flat = fields.reshape((-1,) + tuple(fields.shape[2:]))
+    if n_configs is not None:
+        positive_int("n_configs", n_configs)
+        if n_configs > flat.shape[0]:
+            raise ValueError(f"n_configs={n_configs} exceeds the {flat.shape[0]} stored configurations in {path!r}")
+        flat = flat[:n_configs]
+    be = get_backend(backend, device)
+    phi = be.from_numpy(flat, "float64")
     return phi, theory.grad_action(phi)
