@@ -22,7 +22,16 @@
 * Threads: every task sets its thread count (torch, OpenMP, MKL, OpenBLAS) so
   that the concurrent tasks on one machine times their threads never exceed
   the cores this process may use (``os.sched_getaffinity``); see
-  :func:`thread_budget`.
+  :func:`thread_budget`. ``local:N`` workers start without Dask's
+  ``MALLOC_TRIM_THRESHOLD_`` (it made sweeps at L = 64 2.5x slower); workers of
+  an existing cluster that have it say so in the point's warnings: start them
+  with ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null``.
+
+Caveats: the task index is the point's place in the grid, so a scan rerun with
+another grid (a value added in the middle) has other seeds, and a point made
+by the old grid is refused by name rather than mixed in. Workers are spawned
+processes: a script that runs a ``local:N`` scan needs the usual
+``if __name__ == "__main__":`` guard.
 
 The summary (:func:`scan`'s return value) is written to ``DIR/scan.json``, with
 a plot of the main observables against the scanned parameter
