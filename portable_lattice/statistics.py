@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 from array_api_compat import array_namespace, device
 
 __all__ = ["Estimate", "gamma_method", "chain_error", "derived", "combine", "split_rhat", "jackknife_blocks",
-           "format_value", "UnreliableErrorWarning", "new_ensemble_id", "common_bins"]
+           "format_value", "UnreliableErrorWarning", "new_ensemble_id", "common_bins", "autocorrelation"]
 
 
 class UnreliableErrorWarning(UserWarning):
@@ -223,6 +223,37 @@ def _unreliable(what: str) -> None:
     warnings.warn(f"{what}: no honest error estimate, reporting NaN", UnreliableErrorWarning, stacklevel=3)
 
 
+def _wolff_window(rho: Any, N: int, S: float) -> int:
+    """Wolff's automatic window: the first W with exp(-W/tau_W) - tau_W/sqrt(W N) < 0."""
+    xp = array_namespace(rho)
+    n = rho.shape[0]
+    csum = xp.cumulative_sum(rho[1:])
+    for w in range(1, n):
+        tau_w = 0.5 + float(csum[w - 1])
+        tau = S / math.log((2 * tau_w + 1) / (2 * tau_w - 1)) if tau_w > 0.5 else 1e-12
+        if math.exp(-w / tau) - tau / math.sqrt(w * N) < 0:
+            return w
+    return n - 1
+
+
+def autocorrelation(x: Any, S: float = 2.0) -> tuple[Any, int, float]:
+    """The normalised autocorrelation function rho(t) of a series (n, chains), Wolff's window W,
+    and tau_int (the same as :func:`gamma_method`'s): for plots of the window."""
+    x = _as_2d(x)
+    n, chains = x.shape
+    N = n * chains
+    xp = array_namespace(x)
+    gamma = _autocovariance(x, float(xp.mean(x)))
+    g0 = float(gamma[0])
+    if not g0 > 0 or n < 2:
+        return gamma * 0.0, 0, 0.5
+    rho = gamma / g0
+    W = _wolff_window(rho, N, S)
+    cf = g0 + 2.0 * float(xp.sum(gamma[1:W + 1]))
+    g0_corr, cf_corr = g0 + cf / N, cf + (2 * W + 1) * cf / N
+    return rho, W, max(0.5 * cf_corr / g0_corr, 0.5)
+
+
 def gamma_method(x: Any, S: float = 2.0, *, ensemble: str | None = None, bins: int | None = None) -> Estimate:
     """Mean of a series with its error from Wolff's Gamma method.
 
@@ -266,14 +297,7 @@ def gamma_method(x: Any, S: float = 2.0, *, ensemble: str | None = None, bins: i
         # no fluctuation at all: the mean is exact for this run (a frozen chain is reported by the driver)
         return Estimate(mean, 0.0, 0.5, 0.0, N, replicas={ensemble: (mean,) * max(2, chains)})
     rho = gamma / g0
-    csum = xp.cumulative_sum(rho[1:])
-    W = n - 1
-    for w in range(1, n):
-        tau_w = 0.5 + float(csum[w - 1])
-        tau = S / math.log((2 * tau_w + 1) / (2 * tau_w - 1)) if tau_w > 0.5 else 1e-12
-        if math.exp(-w / tau) - tau / math.sqrt(w * N) < 0:
-            W = w
-            break
+    W = _wolff_window(rho, N, S)
     # Wolff's bias correction of Gamma for the subtracted mean (Eq. 49 of Wolff 2004)
     cf = g0 + 2.0 * float(xp.sum(gamma[1:W + 1]))
     g0_corr = g0 + cf / N
@@ -347,7 +371,6 @@ def derived(f: Callable[..., float], series: Sequence[Any], S: float = 2.0, *, e
     the linearised fluctuation sum_i (df/da_i) a_i(t).
     """
     xs = [_as_2d(s) for s in series]
-    xp = array_namespace(xs[0])
     n, chains = xs[0].shape
     ensemble = ensemble or new_ensemble_id()
     with warnings.catch_warnings():

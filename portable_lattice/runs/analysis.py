@@ -19,7 +19,7 @@ import warnings
 from typing import Any
 
 from ..observables import ensemble_phi4, ensemble_spins
-from ..statistics import Estimate, _autocovariance, _as_2d, format_value
+from ..statistics import Estimate, autocorrelation, format_value
 from .cards import theory_from_card
 from .driver import FrozenChainWarning
 from .simulate import _with_info_series, family
@@ -169,33 +169,3 @@ def print_analysis(out: dict, file=None) -> None:
     if bad:
         f.write(f"\nR-hat above 1.1 for {', '.join(bad)}: the chains disagree (not thermalised, or stuck); "
                 "look at `portable-lattice plot` and consider --discard\n")
-
-
-def autocorrelation(x: Any, S: float = 2.0) -> tuple[Any, int, float]:
-    """The normalised autocorrelation function rho(t) of a series (n, chains), and the window W
-    and tau_int the Gamma method chooses for it (Wolff's automatic windowing, as in
-    :func:`~portable_lattice.statistics.gamma_method`, without the NaN rule for short series).
-
-    Returns (rho for t = 0..n-1, W, tau_int); W = 0 and tau_int = 0.5 for a constant series.
-    """
-    x = _as_2d(x)
-    n, chains = x.shape
-    N = n * chains
-    mean = float(x.mean())
-    gamma = _autocovariance(x, mean)
-    g0 = float(gamma[0])
-    if not g0 > 0 or n < 2:
-        return gamma * 0.0, 0, 0.5
-    rho = gamma / g0
-    csum = rho[1:].cumsum()
-    W = n - 1
-    for w in range(1, n):
-        tau_w = 0.5 + float(csum[w - 1])
-        tau = S / math.log((2 * tau_w + 1) / (2 * tau_w - 1)) if tau_w > 0.5 else 1e-12
-        if math.exp(-w / tau) - tau / math.sqrt(w * N) < 0:
-            W = w
-            break
-    cf = g0 + 2.0 * float(gamma[1:W + 1].sum())
-    g0_corr, cf_corr = g0 + cf / N, cf + (2 * W + 1) * cf / N
-    tau_int = max(0.5 * cf_corr / g0_corr, 0.5)
-    return rho, W, tau_int

@@ -97,6 +97,26 @@ def _default_to_host(x):
 INFO_SERIES = ("acceptance", "changed", "cluster_size")
 
 
+def measurement(kernel, state, rng, every: int, measure: Callable[[Any], dict]) -> tuple[Any, dict]:
+    """``every`` kernel steps, then one measurement: the observables of the new configuration and
+    the steps' Info series (acceptance, changed, cluster size, exp(-dH)) averaged over the steps."""
+    xp = array_namespace(state.config)
+    sums: dict[str, Any] = {}
+    for _ in range(every):
+        state, info = kernel.step(state, rng)
+        for name in INFO_SERIES:
+            v = getattr(info, name)
+            if v is not None:
+                sums[name] = v if name not in sums else sums[name] + v
+        if info.delta_h is not None:
+            e = xp.exp(-info.delta_h)
+            sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e
+    values = dict(measure(state.config))
+    for name, total in sums.items():
+        values[name] = total / every
+    return state, values
+
+
 class FrozenChainWarning(UserWarning):
     """No proposal was accepted in the whole run: the measurements are those of the start configuration."""
 
@@ -213,20 +233,8 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
         bar.update(steps)
 
     for _ in range(n_measure):
-        sums: dict[str, Any] = {}
-        for _ in range(every):
-            state, info = kernel.step(state, rng)
-            steps += 1
-            for name in INFO_SERIES:
-                v = getattr(info, name)
-                if v is not None:
-                    sums[name] = v if name not in sums else sums[name] + v
-            if info.delta_h is not None:
-                e = xp.exp(-info.delta_h)
-                sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e
-        values = dict(measure(state.config))
-        for name, total in sums.items():
-            values[name] = total / every
+        state, values = measurement(kernel, state, rng, every, measure)
+        steps += every
         pending.append(values)
         if len(pending) >= flush_every:
             # check before flushing so the non-finite rows are not mixed into the kept data

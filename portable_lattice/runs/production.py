@@ -29,9 +29,9 @@ from array_api_compat import array_namespace
 from .._checks import nonnegative_int, positive_int
 from ..samplers import FieldState, SpinState
 from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, physics_hash, theory_from_card
-from .driver import INFO_SERIES, NonFiniteFieldError, RunResult
+from .driver import NonFiniteFieldError, RunResult, measurement
 from .simulate import PreparedRun, _compiled, family, prepare_run
-from .storage import EnsembleStore, StoreError
+from .storage import EnsembleStore
 
 __all__ = ["run_to_store", "resume", "card_of", "StopRequested"]
 
@@ -149,7 +149,6 @@ def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, sav
     """Thermalise (unless done), then measure in committed blocks up to ``prep.sweeps``."""
     kernel, rng, be = prep.kernel, prep.rng, prep.backend
     xp = be.xp
-    spins = family(prep.theory) == "spins"
     stop_file = os.path.join(store.path, STOP_FILE)
     bar = _Progress(prep.sweeps, counters["n_meas"], f"{prep.algorithm} [{be}]", progress)
 
@@ -171,20 +170,8 @@ def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, sav
             block = min(checkpoint_every, prep.sweeps - counters["n_meas"])
             pending, saved, saved_at = [], [], []
             for _ in range(block):
-                sums: dict[str, Any] = {}
-                for _ in range(prep.every):
-                    state, info = kernel.step(state, rng)
-                    counters["steps"] += 1
-                    for name in INFO_SERIES:
-                        v = getattr(info, name)
-                        if v is not None:
-                            sums[name] = v if name not in sums else sums[name] + v
-                    if info.delta_h is not None:
-                        e = xp.exp(-info.delta_h)
-                        sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e
-                values = dict(prep.measure(state.config))
-                for name, total in sums.items():
-                    values[name] = total / prep.every
+                state, values = measurement(kernel, state, rng, prep.every, prep.measure)
+                counters["steps"] += prep.every
                 pending.append(values)
                 counters["n_meas"] += 1
                 if save_every and counters["n_meas"] % save_every == 0:

@@ -93,7 +93,6 @@ def _check_spin_configurations(data: Any, path: str) -> Any:
 # --- ensembles on disk ----------------------------------------------------------------------
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 
 #: written into every store; a directory without it is not ours
 STORE_FORMAT = "portable_lattice.ensemble/1"
