@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--scheduler", default="serial",
                     help="serial, local:N (a LocalCluster of N workers) or tcp://HOST:PORT (default serial)")
     sc.add_argument("--out", required=True, help="folder holding one ensemble directory per point")
+    sc.add_argument("--threads", type=int, help="threads per task (default: the cores divided among the workers)")
+    sc.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="one line per finished point on stderr (default: on a terminal)")
     sc.add_argument("--json", action="store_true")
 
     up = sub.add_parser("upscale", help="inverse RG: generate critical 2D Ising configurations with a D4-symmetric "
@@ -615,7 +618,10 @@ def _main_scan(ap, args) -> int:
     try:
         card = read_card(args.card)
         grid = parse_sets(args.set)
-        out = scan(card, grid, out=args.out, scheduler=args.scheduler)
+        if args.threads is not None and (isinstance(args.threads, bool) or args.threads < 1):
+            raise ValueError(f"--threads must be a positive integer, got --threads {args.threads}")
+        progress = sys.stderr.isatty() and not args.json if args.progress is None else args.progress
+        out = scan(card, grid, out=args.out, scheduler=args.scheduler, threads=args.threads, progress=progress)
     except (ValueError, TypeError, BackendUnavailableError, OSError) as e:
         ap.exit(2, f"portable-lattice scan: error: {e}\n")
     if args.json:
