@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--therm", type=int, default=500, help="thermalisation steps (default 500)")
     run.add_argument("--sweeps", type=int, default=1000, help="number of measurements (default 1000)")
     run.add_argument("--every", type=int, default=1, help="steps between measurements (default 1)")
+    run.add_argument("--stream", default="native", choices=["native", "philox"],
+                     help="random numbers: the backend's own generator, or Philox4x32-10, the same on every "
+                          "backend (default native)")
     run.add_argument("--compile", action="store_true",
                      help="phi4 on torch only: fuse the kernels with torch.compile (compiled before timing)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -323,6 +326,7 @@ def result_json(res, fam: str) -> dict:
     model = dict(meta["theory"], L=meta["L"], dim=meta["dim"])
     return {"version": meta["version"], "backend": meta["backend"], "device": meta["device"], "dtype": meta["dtype"],
             "model": model, "algorithm": meta["algorithm"], "knobs": meta["knobs"], "chains": meta["chains"],
+            "stream": meta.get("stream", "native"),
             "therm": meta["therm"], "sweeps": meta["sweeps"], "every": meta["every"], "seed": meta["seed"],
             "compile": meta["compile"],
             "acceptance": {"value": _finite(res.acceptance.value), "error": _finite(res.acceptance.error)},
@@ -371,6 +375,7 @@ def _main_simulate(ap, args, prog="portable-lattice simulate") -> int:
         res = simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
                        device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
                        sweeps=args.sweeps, every=args.every, seed=args.seed, compile=args.compile,
+                       stream=args.stream,
                        progress=False if args.json and args.progress is None else args.progress, **store, **knobs)
         status = 0
     except StopRequested as e:

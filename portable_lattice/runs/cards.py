@@ -23,7 +23,7 @@ MODEL_KEYS = {"phi4": ("beta", "g", "kappa", "lam"), "ising": ("beta", "J", "h")
               "clock": ("beta", "J", "q"), "ea": ("beta", "couplings", "couplings_seed")}
 KNOB_KEYS = ("step", "hits", "dt", "n_steps", "traj_length", "integrator")
 RUN_KEYS = ("L", "dim", "algorithm", "backend", "device", "dtype", "chains", "therm", "sweeps", "every", "seed",
-            "compile", "save_every", "checkpoint_every")
+            "compile", "save_every", "checkpoint_every", "stream")
 #: every key a card may hold
 CARD_KEYS = ("model",) + tuple(dict.fromkeys(k for ks in MODEL_KEYS.values() for k in ks)) + KNOB_KEYS + RUN_KEYS
 #: what a continuation may change: run length and output cadence (and, on request, where it runs)
@@ -33,6 +33,7 @@ PLACEMENT_KEYS = ("backend", "device")
 PHYSICS_KEYS = tuple(k for k in CARD_KEYS if k not in RUN_LENGTH_KEYS + PLACEMENT_KEYS)
 
 _TYPES = {"model": str, "algorithm": str, "backend": str, "device": str, "dtype": str, "integrator": str,
+          "stream": str,
           "couplings": str, "q": int, "couplings_seed": int, "hits": int, "n_steps": int, "L": int, "dim": int,
           "chains": int, "therm": int, "sweeps": int, "every": int, "seed": int, "save_every": int,
           "checkpoint_every": int, "compile": bool}

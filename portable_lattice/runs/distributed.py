@@ -318,7 +318,8 @@ def _prepare(pc: dict):
                        device=pc.get("device"), dtype=pc.get("dtype", DEFAULTS["dtype"]),
                        chains=pc.get("chains", DEFAULTS["chains"]), therm=pc.get("therm", DEFAULTS["therm"]),
                        sweeps=pc.get("sweeps", DEFAULTS["sweeps"]), every=pc.get("every", DEFAULTS["every"]),
-                       seed=pc["seed"], compile=pc.get("compile", False), **knobs_from_card(pc))
+                       seed=pc["seed"], compile=pc.get("compile", False), stream=pc.get("stream", "native"),
+                       **knobs_from_card(pc))
     resolved = card_of(prep, pc.get("save_every", DEFAULTS["save_every"]),
                        pc.get("checkpoint_every", DEFAULTS["checkpoint_every"]))
     return prep, resolved

@@ -86,7 +86,7 @@ def card_of(prep: PreparedRun, save_every: int, checkpoint_every: int) -> dict:
     card = dict(card_from_theory(prep.theory), L=m["L"], dim=m["dim"], algorithm=m["algorithm"],
                 backend=m["backend"], device=_device_spec(prep.backend), dtype=m["dtype"], chains=m["chains"],
                 therm=m["therm"], sweeps=m["sweeps"], every=m["every"], seed=m["seed"], compile=m["compile"],
-                save_every=save_every, checkpoint_every=checkpoint_every)
+                save_every=save_every, checkpoint_every=checkpoint_every, stream=m["stream"])
     card.update(m["knobs"])
     return card
 
@@ -301,7 +301,8 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     knobs = {k: new[k] for k in ("step", "hits", "dt", "n_steps", "traj_length", "integrator") if k in new}
     prep = prepare_run(theory, L=new["L"], dim=new["dim"], algorithm=new["algorithm"], backend=be,
                        dtype=new["dtype"], chains=new["chains"], therm=new["therm"], sweeps=new["sweeps"],
-                       every=new["every"], seed=new["seed"], compile=new.get("compile", False), **knobs)
+                       every=new["every"], seed=new["seed"], compile=new.get("compile", False),
+                       stream=new.get("stream", "native"), **knobs)
     cp = store.checkpoint()
     state = _state_from_host(cp["state"], be, family(theory) == "spins")
     state = prep.kernel.init(state.config) if moved else state  # caches rebuilt on the new device

@@ -17,6 +17,7 @@ from ..backends import backend_of, get_backend
 from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
+from ..philox import PhiloxGenerator
 from ..statistics import gamma_method
 from .driver import INFO_SERIES, RunResult, run
 
@@ -59,6 +60,8 @@ _SPINS: dict[str, tuple[Callable, dict]] = {
 }
 #: the algorithms of each theory family
 ALGORITHMS = {"field": tuple(_FIELD), "spins": tuple(_SPINS)}
+#: the random streams a run can use
+STREAMS = ("native", "philox")
 #: the algorithm used when none is named
 DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "checkerboard"}
 #: the knobs each algorithm takes (user-facing names)
@@ -135,7 +138,7 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
              backend: Any = "numpy", device: Any = None, dtype: str = "float64",
              chains: int = 4, therm: int = 500, sweeps: int = 1000, every: int = 1, seed: int = 0,
              progress: bool | None = None, start: Any = None, compile: bool = False, out: str | None = None,
-             save_every: int = 0, checkpoint_every: int = 100, **knobs) -> RunResult:
+             save_every: int = 0, checkpoint_every: int = 100, stream: str = "native", **knobs) -> RunResult:
     """Sample ``theory`` on an ``L**dim`` torus and analyse the run.
 
     Parameters
@@ -181,6 +184,11 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
         With ``out``: save a configuration every this many measurements (0: none).
     checkpoint_every : int
         With ``out``: commit measurements and a checkpoint every this many measurements.
+    stream : {"native", "philox"}
+        The random numbers: the backend's own generator, or the counter-based
+        Philox4x32-10 stream of :mod:`portable_lattice.philox`, whose words and
+        uniforms are the same on every backend (Ising checkerboard, heat bath and
+        Swendsen-Wang chains are then identical across backends).
     **knobs
         The algorithm's knobs (:data:`KNOBS`): step, hits, dt, n_steps,
         traj_length, integrator. A knob the algorithm does not take is an error.
@@ -194,7 +202,7 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
     """
     prep = prepare_run(theory, L=L, dim=dim, algorithm=algorithm, backend=backend, device=device, dtype=dtype,
                        chains=chains, therm=therm, sweeps=sweeps, every=every, seed=seed, start=start,
-                       compile=compile, **knobs)
+                       compile=compile, stream=stream, **knobs)
     if out is not None:
         from .production import run_to_store
         return run_to_store(prep, out, save_every=save_every, checkpoint_every=checkpoint_every,
@@ -248,7 +256,8 @@ class PreparedRun:
 
 def prepare_run(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None, backend: Any = "numpy",
                 device: Any = None, dtype: str = "float64", chains: int = 4, therm: int = 500, sweeps: int = 1000,
-                every: int = 1, seed: int = 0, start: Any = None, compile: bool = False, **knobs) -> PreparedRun:
+                every: int = 1, seed: int = 0, start: Any = None, compile: bool = False, stream: str = "native",
+                **knobs) -> PreparedRun:
     """Validate a run's parameters (before any work) and build its parts; see :func:`simulate`."""
     # numpy integers (a scan over np.arange) are accepted as the Python ints they are
     L, dim, chains, therm, sweeps, every, seed = (as_int(v) for v in (L, dim, chains, therm, sweeps, every, seed))
@@ -277,7 +286,8 @@ def prepare_run(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = No
         raise ValueError(f"the theory is {theory.dim}-dimensional, got dim={dim}")
     kernel = make_kernel(theory, algorithm, dtype=dtype, **knobs)
     dt = be.dtype(dtype)
-    rng = be.rng(seed)
+    choice("stream", stream, STREAMS)
+    rng = be.rng(seed) if stream == "native" else PhiloxGenerator(be.xp, seed, be.device)
     shape = (chains,) + (L,) * dim
     if start is None:
         start = rng.normal(shape, dt) if fam == "field" else theory.random(rng, shape, be.xp.float64)
@@ -306,7 +316,8 @@ def prepare_run(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = No
     from .. import __version__
     meta = {"backend": be.name, "device": str(be.device), "dtype": dtype, "theory": theory.params(), "L": L,
             "dim": dim, "algorithm": algorithm, "knobs": resolved, "chains": chains, "therm": therm,
-            "sweeps": sweeps, "every": every, "seed": seed, "compile": compile, "version": __version__}
+            "sweeps": sweeps, "every": every, "seed": seed, "compile": compile, "stream": stream,
+            "version": __version__}
     return PreparedRun(theory, kernel, be, rng, start, measure, analyse, algorithm, therm, sweeps, every,
                        compile, meta)
 
