@@ -266,3 +266,16 @@ def _register_labels():
 
 
 _register_labels()
+
+
+def set_torch_threads(n: int, load: bool = False) -> int | None:
+    """torch's intra-op thread count set to ``n``, where torch is already imported or ``load``
+    asks for it (a run that does not use torch does not load it); the previous count, or None."""
+    import sys
+    if "torch" not in sys.modules and not load:
+        return None
+    import torch
+    previous = torch.get_num_threads()
+    if previous != n:
+        torch.set_num_threads(n)
+    return previous

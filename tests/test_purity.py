@@ -2,7 +2,7 @@
 
 The core never imports numpy, cupy or torch, directly or by a string import
 (``importlib.import_module``, ``__import__``). The exceptions are listed by
-name: the torch-only model zoo ``nn/`` and the host-I/O module ``runs/storage.py``.
+name: the torch-only model zoo ``nn/``. Host I/O (NumPy files, zarr) lives in ``backends/storage.py``.
 """
 import ast
 import pathlib
@@ -15,11 +15,6 @@ FORBIDDEN = {"numpy", "torch", "cupy", "cupyx", "jax", "h5py", "zarr"}
 #: modules allowed to touch an array library or a file format, and why
 ALLOWED = {
     "nn": "the torch-only model zoo, imported only by the CLI (lazily), studies and benchmarks",
-    "runs/storage.py": "host I/O of configurations, couplings and ensembles (NumPy files, zarr)",
-    "runs/export.py": "writes pyerrors' json.gz format from host arrays",
-    "runs/plots.py": "matplotlib figures of stored runs (host arrays)",
-    "runs/analysis.py": "re-analysis of stored streams (host arrays read from zarr)",
-    "runs/distributed.py": "host orchestration of scans: task seeds from NumPy's SeedSequence, Dask",
 }
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import numbers
 import os
 import re
 import shutil
@@ -49,8 +50,6 @@ import sys
 import time
 import warnings
 from typing import Any
-
-import numpy as np
 
 from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card, knobs_from_card, theory_from_card
 
@@ -196,10 +195,10 @@ def point_name(params: dict) -> str:
 
 def task_seed(seed: int, index: int) -> int:
     """The seed of task ``index``: ``SeedSequence(seed, spawn_key=(index,))``, as a 63-bit int."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer for a scan, got seed = {seed!r}")
-    state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(1))
+    from ..backends.numpy_backend import spawn_seed
+    return spawn_seed(seed, index)
 
 
 def point_card(card: dict, params: dict, index: int) -> dict:
@@ -269,11 +268,8 @@ def set_threads(n: int, *, torch: bool | None = None, env: bool = True) -> int |
         torch = "torch" in sys.modules
     if not torch:
         return None
-    import torch as _torch
-    previous = _torch.get_num_threads()
-    if previous != n:
-        _torch.set_num_threads(n)
-    return previous
+    from ..backends.torch_backend import set_torch_threads
+    return set_torch_threads(n, load=True)
 
 
 # --- one task ---------------------------------------------------------------------------------
@@ -667,7 +663,7 @@ def _plot(summary: dict, path: str) -> str | None:
             xs = [m["params"][xkey] for m in members]
             ys = [m["observables"][name]["value"] for m in members]
             es = [m["observables"][name]["error"] for m in members]
-            ys = [np.nan if y is None else y for y in ys]
+            ys = [math.nan if y is None else y for y in ys]
             es = [0.0 if e is None else e for e in es]
             ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2,
                         label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or None)

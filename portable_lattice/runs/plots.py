@@ -22,6 +22,8 @@ import os
 import warnings
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from ..statistics import UnreliableErrorWarning, format_value, gamma_method
 from .analysis import autocorrelation
 from .storage import EnsembleStore
@@ -179,14 +181,16 @@ def _histograms(Figure, series: dict, names: list, fam: str, title: str):
 def _bins(values: Any) -> Any:
     """Histogram bins: one per level for discrete values (spin models: magnetisation and
     energy on a finite lattice take evenly spaced values), otherwise about sqrt(n), at most 60."""
-    import numpy as np
-    levels = np.unique(values)
-    if 1 < levels.size <= 200:
-        step = float(np.diff(levels).min())
-        span = float(levels[-1] - levels[0])
-        if step > 0 and span / step <= 200 and np.allclose((levels - levels[0]) / step,
-                                                         np.round((levels - levels[0]) / step), atol=1e-6):
-            return np.arange(levels[0] - step / 2, levels[-1] + step, step)
+    xp = array_namespace(values)
+    levels = xp.unique_values(values)
+    if 1 < levels.shape[0] <= 200:
+        lo, hi = float(levels[0]), float(levels[-1])
+        step = float(xp.min(levels[1:] - levels[:-1]))
+        if step > 0 and (hi - lo) / step <= 200:
+            k = (levels - lo) / step
+            if bool(xp.all(xp.abs(k - xp.round(k)) <= 1e-6)):
+                # bin edges half a step around every level (matplotlib takes a list)
+                return [lo - step / 2 + i * step for i in range(int(round((hi - lo) / step)) + 2)]
     return min(60, max(10, int(values.size ** 0.5)))
 
 
