@@ -18,13 +18,13 @@ from typing import Any
 from array_api_compat import array_namespace, device as device_of
 
 from .base import count_per_chain
-from .rules import _uniform_couplings
+from .rules import Rule, _uniform_couplings
 
 __all__ = ["HeatBath"]
 
 
 @dataclass(frozen=True)
-class HeatBath:
+class HeatBath(Rule):
     """Heat-bath rule: s_x ~ exp(-beta E_x(s_x)) / sum_t exp(-beta E_x(t)) given the neighbours."""
 
     reports = "changed"
@@ -32,9 +32,6 @@ class HeatBath:
     def check(self, theory: Any) -> None:
         if not hasattr(theory, "local_log_weights"):
             raise ValueError(f"the heat bath needs a spin theory, got {type(theory).__name__}")
-
-    def prepare(self, theory, x, dtype) -> dict:
-        return {}
 
     def site_draws(self, theory, rng, n, chains, dtype):
         raise ValueError("the heat bath runs on the checkerboard (algorithm='heatbath'), not at random sites")

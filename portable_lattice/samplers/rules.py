@@ -32,7 +32,7 @@ from .._checks import positive_float
 from .._delegation import accelerated
 from .base import count_per_chain, metropolis_accept
 
-__all__ = ["Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "check_gradient"]
+__all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "check_gradient"]
 
 
 class Site(NamedTuple):
@@ -53,6 +53,19 @@ class Site(NamedTuple):
     config: Any
 
 
+class Rule:
+    """What every rule shares by default: nothing prepared per step, no blocked fast path,
+    and it reports an acceptance. Rules override what they have."""
+
+    reports = "acceptance"
+
+    def prepare(self, theory: Any, x: Any, dtype: Any) -> dict:
+        return {}
+
+    def blocked(self, theory: Any) -> bool:
+        return False
+
+
 def _uniform_log(rng, shape, dtype):
     xp_u = rng.uniform(shape, dtype)
     return array_namespace(xp_u).log(xp_u)
@@ -60,21 +73,16 @@ def _uniform_log(rng, shape, dtype):
 
 # --- fields ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class GaussianShift:
+class GaussianShift(Rule):
     """phi_x -> phi_x + delta, delta ~ N(0, step_size^2), accepted with the exact local dS (Eq. 3 of [PEM])."""
 
     step_size: float = 1.0
-    reports = "acceptance"
-
     def __post_init__(self):
         positive_float("step_size", self.step_size)
 
     def check(self, theory: Any) -> None:
         if not hasattr(theory, "local_delta_action"):
             raise ValueError(f"a Gaussian shift needs a field theory, got {type(theory).__name__}")
-
-    def prepare(self, theory: Any, x: Any, dtype: Any) -> dict:
-        return {}
 
     # random site
     def site_draws(self, theory, rng, n: int, chains: int, dtype) -> tuple:
@@ -155,7 +163,7 @@ def check_gradient(mean, var, phi) -> None:
 
 
 @dataclass(frozen=True)
-class SurrogateShift:
+class SurrogateShift(Rule):
     r"""A Gaussian shift judged with a surrogate gradient (Eq. 5-6 of [PEM]); ``penalty=True`` is
     the Penalty Ensemble Method (Eq. 10 of [PEM]).
 
@@ -171,7 +179,6 @@ class SurrogateShift:
     provider: Any
     step_size: float = 1.0
     penalty: bool = False
-    reports = "acceptance"
 
     def __post_init__(self):
         positive_float("step_size", self.step_size)
@@ -187,12 +194,6 @@ class SurrogateShift:
 
     def check(self, theory: Any) -> None:
         GaussianShift.check(self, theory)
-
-    def prepare(self, theory, x, dtype) -> dict:
-        return {}
-
-    def blocked(self, theory) -> bool:
-        return False
 
     def _evaluate(self, phi):
         mean, var = self.provider(phi)
@@ -236,15 +237,13 @@ def _uniform_couplings(theory) -> bool:
 
 
 @dataclass(frozen=True)
-class SpinFlip:
+class SpinFlip(Rule):
     """s_x -> -s_x for +-1 spins (Ising, Edwards-Anderson), accepted with min(1, exp(-beta dE)).
 
     On the blocked checkerboard with uniform couplings the decision is an integer compare of
     32 random bits against the theory's thresholds (:meth:`Ising.flip_thresholds`), built
     once per kernel and dimension.
     """
-
-    reports = "acceptance"
 
     def check(self, theory: Any) -> None:
         # two states are not enough: q = 2 Potts/clock spins are 0, 1, and -s would leave them
@@ -295,17 +294,12 @@ class SpinFlip:
 
 
 @dataclass(frozen=True)
-class StateShift:
+class StateShift(Rule):
     """s_x -> (s_x + 1 + k) mod q, k ~ U{0..q-2}: a uniformly random other state (Potts, clock)."""
-
-    reports = "acceptance"
 
     def check(self, theory: Any) -> None:
         if not hasattr(theory, "q"):
             raise ValueError(f"a state shift needs q-state spins (Potts, clock), got {type(theory).__name__}")
-
-    def prepare(self, theory, x, dtype) -> dict:
-        return {}
 
     def _offsets(self, theory, rng, shape):
         k = rng.integers(theory.q - 1, shape)
@@ -326,6 +320,3 @@ class StateShift:
         t = (s + 1 + self._offsets(theory, rng, shape)) % theory.q
         acc = mask & (_uniform_log(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
         return xp.where(acc, t, s), count_per_chain(acc, dtype)
-
-    def blocked(self, theory) -> bool:
-        return False
