@@ -12,11 +12,13 @@ from .heatbath import HeatBath
 from .hmc import HMC, INTEGRATORS, LEAPFROG, OMELYAN, Integrator, integrate
 from .independence import IndependenceMetropolis
 from .langevin import MALA, Langevin
-from .metropolis import PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, surrogate_metropolis
-from .rules import GaussianShift, SpinFlip, StateShift, SurrogateShift
+from .metropolis import (PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, learned_energy_metropolis,
+                         surrogate_metropolis)
+from .rules import EnergyModelUpdate, GaussianShift, SpinFlip, StateShift, SurrogateShift
 
 __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS",
            "integrate", "Langevin", "MALA", "RandomSiteMetropolis", "CheckerboardMetropolis",
            "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
            "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
-           "IndependenceMetropolis", "PEM", "surrogate_metropolis"]
+           "IndependenceMetropolis", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
+           "learned_energy_metropolis"]

@@ -24,9 +24,9 @@ from array_api_compat import array_namespace, device as device_of
 from .._checks import choice, positive_int
 from ..lattice import Checkerboard, neighbour_table, parity, sublattice_masks, volume
 from .base import FieldState, Info, SpinState, check_theory_field
-from .rules import Site, SurrogateShift
+from .rules import EnergyModelUpdate, Site, SurrogateShift
 
-__all__ = ["RandomSiteMetropolis", "CheckerboardMetropolis", "SublatticeMetropolis", "PEM",
+__all__ = ["RandomSiteMetropolis", "CheckerboardMetropolis", "SublatticeMetropolis", "PEM", "learned_energy_metropolis",
            "surrogate_metropolis"]
 
 
@@ -245,6 +245,25 @@ def surrogate_metropolis(theory, provider, step_size: float = 1.0, mode: str = "
     if updates is not None:
         raise ValueError(f"updates applies to mode='sequential', got updates={updates!r} with mode='parallel'")
     return SublatticeMetropolis(theory, rule)
+
+
+def learned_energy_metropolis(theory, mode: str = "parallel", updates: int | None = None):
+    """Metropolis with a learned energy (Sec. 6 of [DCL]) on a :class:`~portable_lattice.theories.LearnedEnergy`.
+
+    mode : "sequential" - the paper's: a random site per update, its energy change from the
+        provider's few tiles; "parallel" - the stride-``theory.stride`` sublattices (a local
+        energy only: every site of a sublattice at once, one provider call per sublattice).
+    """
+    choice("mode", mode, ("parallel", "sequential"))
+    rule = EnergyModelUpdate()
+    if mode == "sequential":
+        return RandomSiteMetropolis(theory, rule, updates=updates)
+    if updates is not None:
+        raise ValueError(f"updates applies to mode='sequential', got updates={updates!r} with mode='parallel'")
+    if getattr(theory, "stride", None) is None:
+        raise ValueError("mode='parallel' needs a local energy model (with a reach); this one is global: "
+                         "use mode='sequential'")
+    return SublatticeMetropolis(theory, rule, stride=theory.stride)
 
 
 def PEM(theory, provider, step_size: float = 1.0, mode: str = "parallel"):

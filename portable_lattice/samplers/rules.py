@@ -32,7 +32,8 @@ from .._checks import positive_float
 from .._delegation import accelerated
 from .base import count_per_chain, metropolis_accept
 
-__all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "check_gradient"]
+__all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
+           "check_gradient"]
 
 
 class Site(NamedTuple):
@@ -293,6 +294,13 @@ class SpinFlip(Rule):
         return active, accepted
 
 
+def _state_offsets(theory, rng, shape):
+    """k ~ U{0..q-2} per site: s -> (s + 1 + k) mod q is a uniformly random other state."""
+    k = rng.integers(theory.q - 1, shape)
+    xp = array_namespace(k)
+    return xp.astype(k, xp.int8)
+
+
 @dataclass(frozen=True)
 class StateShift(Rule):
     """s_x -> (s_x + 1 + k) mod q, k ~ U{0..q-2}: a uniformly random other state (Potts, clock)."""
@@ -301,13 +309,8 @@ class StateShift(Rule):
         if not hasattr(theory, "q"):
             raise ValueError(f"a state shift needs q-state spins (Potts, clock), got {type(theory).__name__}")
 
-    def _offsets(self, theory, rng, shape):
-        k = rng.integers(theory.q - 1, shape)
-        xp = array_namespace(k)
-        return xp.astype(k, xp.int8)
-
     def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
-        return (self._offsets(theory, rng, (n, chains)),)
+        return (_state_offsets(theory, rng, (n, chains)),)
 
     def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
         (k,) = draws
@@ -317,6 +320,50 @@ class StateShift(Rule):
     def masked_update(self, theory, s, mask, rng, dtype, ctx):
         xp = array_namespace(s)
         shape = tuple(s.shape)
-        t = (s + 1 + self._offsets(theory, rng, shape)) % theory.q
+        t = (s + 1 + _state_offsets(theory, rng, shape)) % theory.q
         acc = mask & (_uniform_log(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
+        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+
+
+@dataclass(frozen=True)
+class EnergyModelUpdate(Rule):
+    """A spin flip (+-1 spins) or a uniformly random other state (q states), judged with a
+    learned energy (:class:`~portable_lattice.theories.LearnedEnergy`).
+
+    The masked path changes every site of a stride-``theory.stride`` sublattice at once: no
+    two of them share an energy term, so each site's energy change is its own (the
+    provider's ``delta``). The random-site path asks the provider for one site per chain
+    (``site_delta``: a local provider evaluates only the few terms containing the site).
+    """
+
+    def check(self, theory: Any) -> None:
+        if not hasattr(theory, "site_change_action"):
+            raise ValueError(f"an energy-model update needs a theory with a learned energy (LearnedEnergy), "
+                             f"got {type(theory).__name__}")
+
+    @property
+    def stride(self) -> None:
+        return None  # the theory's: SublatticeMetropolis is built with stride=theory.stride
+
+    def _propose(self, theory, s, k):
+        if theory.q == 2:
+            return -s
+        xp = array_namespace(s)
+        return xp.astype(s + 1 + k, s.dtype) % theory.q
+
+    def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
+        if theory.q == 2:
+            return ()
+        return (_state_offsets(theory, rng, (n, chains)),)
+
+    def site_update(self, theory, site: Site, draws: tuple, ctx: dict):
+        t = self._propose(theory, site.value, draws[0] if draws else None)
+        return t, theory.site_change_action(site.config, site.index, t, ctx["dtype"])
+
+    def masked_update(self, theory, s, mask, rng, dtype, ctx):
+        xp = array_namespace(s)
+        shape = tuple(s.shape)
+        k = None if theory.q == 2 else _state_offsets(theory, rng, shape)
+        t = xp.where(mask, self._propose(theory, s, k), s)
+        acc = mask & (_uniform_log(rng, shape, dtype) < -theory.masked_delta_action(s, t, dtype))
         return xp.where(acc, t, s), count_per_chain(acc, dtype)

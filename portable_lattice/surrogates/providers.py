@@ -16,14 +16,15 @@ mode relies on r.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float, positive_int
 
-__all__ = ["ExactGradient", "NoisyOracle"]
+__all__ = ["ExactGradient", "NoisyOracle", "ExactEnergy"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +65,40 @@ class NoisyOracle:
         mean = xp.mean(noise, axis=0)
         var = xp.var(noise, axis=0, correction=1) if self.n_members > 1 else None
         return grad + mean, var
+
+
+@dataclass(frozen=True)
+class ExactEnergy:
+    """An energy provider for :class:`~portable_lattice.theories.LearnedEnergy` from a known
+    nearest-neighbour spin theory (Ising, Edwards-Anderson, Potts, clock): the ground truth
+    through the same code as a learned energy. Its beta is ignored (the LearnedEnergy owns it).
+    """
+
+    theory: Any
+    reach: int = 2
+    L: Any = None
+
+    def __post_init__(self):
+        if not hasattr(self.theory, "delta_action") or not hasattr(self.theory, "state_values"):
+            raise TypeError(f"ExactEnergy needs a spin theory, got {type(self.theory).__name__}")
+        # the couplings alone: the energy is beta-free
+        object.__setattr__(self, "_unit", dataclasses.replace(self.theory, beta=1.0))
+
+    @property
+    def q(self) -> int:
+        return len(tuple(self.theory.state_values()))
+
+    def energy(self, s, dtype):
+        return self._unit.energy(s, dtype)
+
+    def delta(self, s, t, dtype):
+        # each changed site alone (no two are neighbours), unchanged sites contribute zero
+        return self._unit.delta_action(t, s, dtype)
+
+    def site_delta(self, s, index, new, dtype):
+        xp = array_namespace(s)
+        shape = tuple(s.shape)
+        flat = xp.reshape(s, (shape[0], -1))
+        hit = xp.reshape(xp.arange(flat.shape[1], device=device_of(s)), (1, -1)) == xp.reshape(index, (-1, 1))
+        after = xp.reshape(xp.where(hit, xp.reshape(xp.astype(new, s.dtype), (-1, 1)), flat), shape)
+        return self._unit.energy(after, dtype) - self._unit.energy(s, dtype)

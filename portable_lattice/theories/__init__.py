@@ -4,11 +4,13 @@
   (kappa, lambda) form of [DMSQ].
 * :class:`Ising`, :class:`EdwardsAnderson` - +-1 spins.
 * :class:`Potts`, :class:`Clock` - q-state spins.
+* :class:`LearnedEnergy` - spins with a learned energy (a neural or exact energy provider).
 """
 from .base import FieldTheory, SpinTheory, check_beta
 from .ising import EdwardsAnderson, Ising, check_spins
+from .learned import LearnedEnergy
 from .phi4 import Phi4
 from .potts import Clock, Potts
 
-__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "FieldTheory", "SpinTheory",
+__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "LearnedEnergy", "FieldTheory", "SpinTheory",
            "check_beta", "check_spins"]
