@@ -43,9 +43,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from portable_lattice._checks import choice, positive_int
+from portable_lattice.backends.torch_bridge import from_torch
 
 __all__ = ["site_order", "GRUModel", "MaskedConvModel", "train_autoregressive", "save_model", "load_model",
-           "MODEL_FORMAT"]
+           "build_model", "ModelProposal", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "portable_lattice.autoregressive/1"
 
@@ -154,7 +155,7 @@ class _Autoregressive(nn.Module):
                                  dim=0) - math.log(self.q)
         if not bool(torch.isfinite(lp).all()):
             bad = int((~torch.isfinite(lp)).nonzero()[0, 0])
-            raise ValueError(f"the model gives configuration {bad} probability 0 (log P = {float(lp[bad])}): the "
+            raise ValueError(f"the model gives configuration {bad} probability 0 (log P = {float(lp[bad].detach())}): the "
                              f"regression head with clip={self.clip} cannot weight it; use clip > 0 or "
                              f"head='likelihood'")
         return lp
@@ -363,7 +364,7 @@ def train_autoregressive(model: _Autoregressive, train: Any, val: Any = None, *,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * b.shape[0]
+            total += float(loss.detach()) * b.shape[0]
             count += b.shape[0]
         hist["train_loss"].append(total / count)
         if val is not None:
@@ -412,3 +413,24 @@ def load_model(path: str, *, arch: str | None = None, L: int | None = None, q: i
     model.load_state_dict(blob["state"])
     model.eval()
     return model, blob["info"]
+
+
+class ModelProposal:
+    """An autoregressive model as the global proposal of
+    :class:`~portable_lattice.samplers.IndependenceMetropolis`: ``(rng, like) -> (spins, log_q)``
+    in ``like``'s namespace and device, fresh exact samples from the model's own torch generator
+    (seeded by ``seed``: the chain is reproducible). ``log_q`` is float64.
+    """
+
+    def __init__(self, model: _Autoregressive, seed: int = 0):
+        self.model = model
+        self.generator = torch.Generator(device=model.values.device).manual_seed(int(seed))
+
+    def __call__(self, rng: Any, like: Any):
+        import array_api_compat as aac
+        if tuple(like.shape[1:]) != (self.model.L, self.model.L):
+            raise ValueError(f"the model is for {self.model.L} x {self.model.L} lattices (autoregressive models "
+                             f"are size-specific), the chains have shape {tuple(like.shape)}")
+        spins, log_q = self.model.sample(int(like.shape[0]), self.generator)
+        xp = aac.array_namespace(like)
+        return from_torch(spins, like), from_torch(log_q.double(), like, xp.float64)

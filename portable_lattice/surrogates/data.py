@@ -12,9 +12,11 @@ from typing import Any
 from .._checks import positive_int, run_sizes
 from ..backends import get_backend
 from ..runs.driver import run
-from ..samplers import HMC, CheckerboardMetropolis, GaussianShift
+from ..runs.simulate import make_kernel
+from ..statistics import gamma_method
+from ..samplers import HMC, CheckerboardMetropolis, GaussianShift, RandomSiteMetropolis
 
-__all__ = ["gradient_dataset", "stored_gradient_dataset"]
+__all__ = ["gradient_dataset", "stored_gradient_dataset", "spin_dataset"]
 
 
 def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: int = 8, therm: int = 200,
@@ -46,6 +48,51 @@ def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: in
               analyse=lambda series: {}, to_host=be.to_numpy, progress=progress, label="training data")
     phi = be.from_numpy(res.series["phi"].reshape((-1,) + (L,) * dim)[:n_configs], "float64")
     return phi, theory.grad_action(phi)
+
+
+def spin_dataset(theory, L: int, n_configs: int, *, algorithm: str = "swendsen-wang", chains: int = 32,
+                 period: int = 1, therm: int = 1000, seed: int = 0, dim: int = 2, backend: Any = "numpy",
+                 device: Any = None, progress: bool | None = None) -> tuple[Any, dict]:
+    """``n_configs`` equilibrium spin configurations (n_configs, L, ..., L) of ``theory``, and their
+    provenance (what [DCL] calls seeds x sampling period).
+
+    algorithm : "swendsen-wang" (decorrelated: ``period`` cluster sweeps between kept
+        configurations), "metropolis" (the paper's single-spin Metropolis: ``period`` single-site
+        updates per chain between kept configurations, ``therm`` likewise in single-site updates),
+        or any other spin algorithm of :func:`~portable_lattice.runs.simulate.make_kernel` (``period``
+        in its steps).
+    chains : independent chains ("seeds"), each from a hot start; configurations interleave chains.
+
+    The returned info holds the measured integrated autocorrelation time of |m| and of the energy
+    in kept configurations (Gamma method), so the decorrelation can be stated.
+    """
+    positive_int("n_configs", n_configs)
+    run_sizes(L=L, dim=dim, chains=chains, therm=therm, sweeps=1, every=period)
+    be = get_backend(backend, device)
+    rng = be.rng(seed)
+    xp = be.xp
+    if algorithm == "metropolis":
+        kernel = RandomSiteMetropolis(theory, make_kernel(theory, "metropolis").rule, updates=period)
+        n_therm = -(-therm // period)
+        every = 1
+    else:
+        kernel = make_kernel(theory, algorithm)
+        n_therm, every = therm, period
+    per_chain = -(-n_configs // chains)
+    s0 = theory.random(rng, (chains,) + (L,) * dim, xp.float64)
+
+    def measure(s):
+        return {"s": s, "m_abs": xp.abs(theory.magnetisation(s, xp.float64)),
+                "energy": theory.energy(s, xp.float64)}
+
+    res = run(kernel, s0, rng, n_therm=n_therm, n_measure=per_chain, every=every, measure=measure,
+              analyse=lambda series: {}, to_host=be.to_numpy, progress=progress, label="spin data")
+    spins = res.series["s"].reshape((-1,) + (L,) * dim)[:n_configs]
+    info = {"algorithm": algorithm, "chains": chains, "period": period, "therm": therm, "seed": seed,
+            "tau_int": {k: {"value": est.tau_int, "error": est.tau_int_error}
+                        for k, est in ((k, gamma_method(res.series[k])) for k in ("m_abs", "energy"))},
+            "seconds": res.seconds}
+    return be.from_numpy(spins), info
 
 
 def stored_gradient_dataset(theory, path: str, n_configs: int | None = None, *, backend: Any = "numpy",

@@ -74,12 +74,12 @@ class LearnedEnergy:
         return self.reference.valid(s)
 
     def check_spins(self, s: Any, name: str = "spins") -> Any:
-        s = self.reference.check_spins(s, name)
+        xp = self.reference.check_spins(s, name)
         L = getattr(self.energy_model, "L", None)
         if L is not None and tuple(s.shape[1:]) != (L,) * (s.ndim - 1):
             raise ValueError(f"the energy model is for L={L} (it is size-specific), got {name} of shape "
                              f"{tuple(s.shape)}")
-        return s
+        return xp
 
     def random(self, rng, shape, dtype):
         return self.reference.random(rng, shape, dtype)
