@@ -161,7 +161,7 @@ def train_ednn(model: EDNN, configs: Any, energies: Any, *, epochs: int = 20, ba
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * sel.shape[0]
+            total += float(loss.detach()) * sel.shape[0]
         hist["train_rmse"].append(math.sqrt(total / x.shape[0]))
         if val is not None:
             hist["val_rmse"].append(ednn_rmse(model, *val))

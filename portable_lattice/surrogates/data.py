@@ -71,15 +71,24 @@ def spin_dataset(theory, L: int, n_configs: int, *, algorithm: str = "swendsen-w
     be = get_backend(backend, device)
     rng = be.rng(seed)
     xp = be.xp
+    per_chain = -(-n_configs // chains)
+    s0 = theory.random(rng, (chains,) + (L,) * dim, xp.float64)
     if algorithm == "metropolis":
-        kernel = RandomSiteMetropolis(theory, make_kernel(theory, "metropolis").rule, updates=period)
-        n_therm = -(-therm // period)
+        # thermalise with whole sweeps of random-site updates (the same chain, fewer kernel calls), then
+        # keep one configuration every `period` single-site updates
+        rule = make_kernel(theory, "metropolis").rule
+        V = L ** dim
+        sweeper = RandomSiteMetropolis(theory, rule)
+        state = sweeper.init(s0)
+        for _ in range(-(-therm // V)):
+            state, _ = sweeper.step(state, rng)
+        s0 = state.spins
+        kernel = RandomSiteMetropolis(theory, rule, updates=period)
+        n_therm = 0
         every = 1
     else:
         kernel = make_kernel(theory, algorithm)
         n_therm, every = therm, period
-    per_chain = -(-n_configs // chains)
-    s0 = theory.random(rng, (chains,) + (L,) * dim, xp.float64)
 
     def measure(s):
         return {"s": s, "m_abs": xp.abs(theory.magnetisation(s, xp.float64)),
