@@ -402,8 +402,70 @@ def upscale_checks(backend: str, device: str | None = None) -> list[Check]:
     return checks
 
 
+_DCL_MODEL: dict = {}
+
+
+def _dcl_model():
+    """A small masked-convolution model trained briefly on 4 x 4 Swendsen-Wang data at beta = 0.4407
+    (once per process; seeded, so every backend is checked against the same model)."""
+    if "m" not in _DCL_MODEL:
+        import torch
+
+        from portable_lattice.nn.autoregressive import MaskedConvModel, train_autoregressive
+        from portable_lattice.surrogates.data import spin_dataset
+        data, _ = spin_dataset(Ising(beta=0.4407), 4, 4000, chains=16, period=2, therm=100, seed=3)
+        torch.manual_seed(4)
+        m = MaskedConvModel(4, channels=8, layers=2, half=2, symmetrize=True)
+        train_autoregressive(m, np.asarray(data), epochs=3, batch=64, lr=5e-3)
+        _DCL_MODEL["m"] = m
+    return _DCL_MODEL["m"]
+
+
+def dcl_checks(backend: str, device: str | None = None) -> list[Check]:
+    """Distribution-consistent learning ([DCL]) on a 4 x 4 Ising torus at beta = 0.4407, against enumeration:
+    (a) the importance-weighted F, S, U per site from 20 000 samples of a small trained autoregressive
+        model (the estimators run on this backend's arrays);
+    (b) the exact independence Metropolis chain with that model as proposal: U and |m|;
+    (c) Metropolis with a learned-energy theory holding the exact energy (parallel sublattices): U and |m|."""
+    import torch
+
+    from portable_lattice.exact import enumerate_theory
+    from portable_lattice.nn.autoregressive import ModelProposal
+    from portable_lattice.observables import measure_spins
+    from portable_lattice.observables.thermo import model_thermodynamics
+    from portable_lattice.runs.driver import run
+    from portable_lattice.samplers import IndependenceMetropolis, learned_energy_metropolis
+    from portable_lattice.surrogates import ExactEnergy
+    from portable_lattice.theories import LearnedEnergy
+
+    be = get_backend(backend, device)
+    xp = be.xp
+    label = backend if device in (None, "cpu") else f"{backend}:{device}"
+    th = Ising(beta=0.4407)
+    ex = enumerate_theory(th, 4, xp=np)
+    model = _dcl_model()
+    x, lq = model.sample(20000, torch.Generator().manual_seed(9))
+    s = be.from_numpy(x.numpy())
+    out = model_thermodynamics(th.energy(s, xp.float64), be.from_numpy(lq.double().numpy()), th.beta, 16)
+    checks = []
+    for name, ref in (("free_energy", ex.free_energy), ("entropy", ex.entropy), ("internal_energy", ex.energy)):
+        e = out["importance"][name]
+        checks.append(Check("dcl-4x4-importance", label, name, "exact", e.value, e.error, ref, z=e.z(ref)))
+    refs = {"energy": ex.energy, "m_abs": ex.m_abs}
+    for case, kernel, seed in (("dcl-4x4-independence", IndependenceMetropolis(th, ModelProposal(model, seed=8)), 7),
+                               ("dcl-4x4-learned-energy",
+                                learned_energy_metropolis(LearnedEnergy(th.beta, ExactEnergy(th), th)), 11)):
+        rng = be.rng(seed)
+        res = run(kernel, th.random(rng, (32, 4, 4), xp.float64), rng, n_therm=50, n_measure=400, progress=False,
+                  measure=lambda c: measure_spins(c, th, xp.float64))
+        for obs, ref in refs.items():
+            e = res.observables[obs]
+            checks.append(Check(case, label, obs, "exact", e.value, e.error, ref, z=e.z(ref)))
+    return checks
+
+
 #: check families run once per backend besides the cases (looked up by name when run)
-_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks", "upscale_checks")
+_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks", "upscale_checks", "dcl_checks")
 
 
 def _job(kind: str, what: str, backend: str, device: str | None, quick: bool):

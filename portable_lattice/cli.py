@@ -288,7 +288,7 @@ def _dcl_parser(sub) -> None:
         elif job == "energy":
             p.add_argument("--per-level", type=int, default=50, help="test configurations per energy level (50)")
             p.add_argument("--ednn", metavar="PATH", help="also train an EDNN on the model's energies, write it here")
-            p.add_argument("--labels-on", default="random", choices=["random", "samples"])
+            p.add_argument("--labels-on", default="random", choices=["random", "samples", "both"])
             p.add_argument("--ednn-configs", type=int, default=20000)
             p.add_argument("--epochs", type=int, default=20, help="EDNN epochs (20)")
         elif job == "curves":

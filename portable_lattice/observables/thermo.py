@@ -20,8 +20,8 @@ Kullback-Leibler divergence, which no number of samples removes.
 consistent for any q that covers the support of exp(-beta H) (for a model with
 a finite log q everywhere). The errors come from a delete-one-block jackknife over
 the samples (the delta method, done numerically), and the Kish effective sample
-size (sum w)^2 / sum w^2 says how much the weights cost. A small ESS (a few, or
-a fraction far below 1% of n) means the error bars themselves are unreliable.
+size (sum w)^2 / sum w^2 says how much the weights cost. Below an ESS of 100 the
+error bars themselves are unreliable (heavy-tailed weights), and a warning says so.
 
 Everything is per site (divided by the volume); energies are in units of J,
 entropies in units of k_B. Written against the Array API: the arrays may be
@@ -30,12 +30,16 @@ NumPy, CuPy, torch or array_api_strict.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from array_api_compat import array_namespace
 
 from .._checks import positive_float, positive_int
-from ..statistics import Estimate, new_ensemble_id
+from ..statistics import Estimate, UnreliableErrorWarning, new_ensemble_id
+
+#: below this Kish effective sample size the importance-weighted error bars are flagged
+MIN_ESS = 100
 
 __all__ = ["model_thermodynamics", "importance_weights"]
 
@@ -138,4 +142,8 @@ def model_thermodynamics(energy: Any, log_q: Any, beta: float, volume: int, *, b
                      for i, name in enumerate(("internal_energy", "entropy", "free_energy"))}
     out["ess"] = tot["w"] ** 2 / tot["w2"]
     out["samples"] = n
+    if out["ess"] < MIN_ESS:
+        warnings.warn(f"importance weights: effective sample size {out['ess']:.1f} of {n} samples (< {MIN_ESS}); "
+                      f"the importance-weighted values and their errors are not reliable: draw more samples or "
+                      f"improve the model", UnreliableErrorWarning, stacklevel=2)
     return out

@@ -65,7 +65,8 @@ def spin_data(theory, L: int, n: int, *, algorithm: str = "swendsen-wang", seeds
         raise ValueError(f"algorithm={algorithm!r} needs uniform couplings; use 'metropolis' or 'checkerboard' "
                          f"for Edwards-Anderson")
     if therm is None:
-        therm = 200 if algorithm in ("swendsen-wang", "wolff") else 2000 * L * L
+        # in the algorithm's steps: cluster sweeps, checkerboard sweeps, or single-site updates (metropolis)
+        therm = {"swendsen-wang": 200, "wolff": 200, "metropolis": 1000 * L * L}.get(algorithm, 1000)
     be = get_backend(backend)
     spins, info = spin_dataset(theory, L, n, algorithm=algorithm, chains=seeds, period=period, therm=therm,
                                seed=seed, backend=be, progress=progress)
@@ -166,20 +167,24 @@ def train_ednn_from_model(model, beta_obs: float, *, labels_on: str = "random", 
                           hidden: tuple = (32, 64), seed: int = 0, log=None) -> tuple[Any, Any, dict]:
     """An EDNN trained by MSE on the autoregressive model's energies (C: mean over random
     configurations zero), labelled on uniformly random configurations (``labels_on="random"``, the
-    authors' first code path) or on the model's own samples (``"samples"``). Returns
+    authors' first code path), on the model's own samples (``"samples"``, the second), or half and
+    half (``"both"``: high and low energies, so the EDNN interpolates instead of extrapolating). Returns
     (EDNN, the model's ModelEnergy, info)."""
     import torch
 
     from ..nn.ednn import EDNN, ModelEnergy, train_ednn
-    choice("labels_on", labels_on, ("random", "samples"))
+    choice("labels_on", labels_on, ("random", "samples", "both"))
     energy = ModelEnergy(model, beta_obs)
     energy.set_constant("random", model.L, seed=seed)
     gen = torch.Generator().manual_seed(seed)
-    if labels_on == "random":
-        vals = model.values.cpu()
-        x = vals[torch.randint(model.q, (configs, model.L, model.L), generator=gen)]
-    else:
-        x, _ = model.sample(configs, gen)
+    vals = model.values.cpu()
+    n_random = {"random": configs, "samples": 0, "both": configs // 2}[labels_on]
+    parts = []
+    if n_random:
+        parts.append(vals[torch.randint(model.q, (n_random, model.L, model.L), generator=gen)])
+    if configs - n_random:
+        parts.append(model.sample(configs - n_random, gen)[0])
+    x = torch.cat(parts)
     with torch.no_grad():
         y = energy._energy(x).double() + energy.shift
     net = EDNN(model.q, focus=focus, context=context, hidden=hidden)
