@@ -767,7 +767,7 @@ def _betas(spec: str) -> list[float]:
 
 
 def _main_dcl(ap, args) -> int:
-    from .runs import dcl
+    from .nn import dcl
     prog = f"portable-lattice dcl {args.job}"
     try:
         for name in ("L", "q", "configs", "seeds", "period", "epochs", "batch", "hidden", "layers", "half",
@@ -822,24 +822,10 @@ def _main_dcl(ap, args) -> int:
         beta_obs = info.get("beta_obs", args.beta_obs)
         seed_c = info.get("couplings_seed") or 0
         if args.job == "energy":
-            from .nn.ednn import ModelEnergy, save_ednn
             theory = dcl.make_theory(args.model, beta_obs, q=q, L=L, couplings_seed=seed_c)
-            spins, energies = dcl.energy_test_set(theory, L, per_level=args.per_level, seed=args.seed)
-            import numpy as np
-            me = ModelEnergy(model, beta_obs)
-            me.set_constant("random", L, seed=args.seed)
-            out = {"L": L, "beta_obs": beta_obs, "test": {"configs": int(len(energies))},
-                   "model": dcl.energy_rmse(lambda s: me.energy(s, np.float64), spins, energies)}
-            if args.ednn:
-                net, _, einfo = dcl.train_ednn_from_model(model, beta_obs, labels_on=args.labels_on,
-                                                          configs=args.ednn_configs, epochs=args.epochs,
-                                                          seed=args.seed, log=log)
-                from .nn.ednn import EDNNEnergy
-                ee = EDNNEnergy(net)
-                ee.set_constant("random", L, seed=args.seed)
-                out["ednn"] = dict(dcl.energy_rmse(lambda s: ee.energy(s, np.float64), spins, energies),
-                                   training=einfo)
-                save_ednn(args.ednn, net, {"beta_obs": beta_obs, "model": args.model, "q": q, **einfo})
+            out = dcl.energy_report(model, theory, per_level=args.per_level, seed=args.seed, ednn=args.ednn,
+                                    labels_on=args.labels_on, ednn_configs=args.ednn_configs, epochs=args.epochs,
+                                    info={"model": args.model, "q": q}, log=log)
             if args.json:
                 print_json(out)
             else:

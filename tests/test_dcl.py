@@ -309,3 +309,59 @@ def test_independence_metropolis_with_an_autoregressive_proposal_is_exact(backen
     assert 0.3 < res.acceptance.value < 1.0
     with pytest.raises(ValueError, match="size-specific"):
         ModelProposal(model4)(rng, be.xp.ones((2, 8, 8), dtype=be.xp.int8))
+
+
+# --- the command line ---------------------------------------------------------------------------------
+def test_dcl_command_line(tmp_path, capsys):
+    import json
+
+    from portable_lattice.cli import main
+    net, ednn = str(tmp_path / "m.pt"), str(tmp_path / "e.pt")
+    assert main(["dcl", "train", "--L", "4", "--configs", "600", "--epochs", "1", "--hidden", "4", "--layers", "2",
+                 "--half", "1", "--net", net, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["L"] == 4 and out["exact_entropy"] == pytest.approx(ising_torus(0.4407, 4).entropy, abs=1e-9)
+    assert out["val_nll"] > out["exact_entropy"] - 0.05
+    assert main(["dcl", "thermo", "--net", net, "--samples", "3000", "--json"]) == 0
+    th = json.loads(capsys.readouterr().out)
+    assert set(th) >= {"L", "beta", "samples", "entropy", "free_energy", "internal_energy", "ess", "exact"}
+    f = th["free_energy"]["importance"]
+    assert abs(f["value"] - th["exact"]["free_energy"]) < Z * f["error"]
+    assert set(th["entropy"]) == {"paper", "importance"}
+    assert main(["dcl", "energy", "--net", net, "--per-level", "2", "--ednn", ednn, "--ednn-configs", "500",
+                 "--epochs", "1", "--json"]) == 0
+    en = json.loads(capsys.readouterr().out)
+    assert en["model"]["rmse"] > 0 and en["ednn"]["configs"] == en["model"]["configs"]
+    assert main(["dcl", "curves", "--net", net, "--ednn", ednn, "--L", "8", "--betas", "0.3,0.5", "--sweeps", "20",
+                 "--therm", "5", "--chains", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["beta"] for r in rows] == [0.3, 0.5] and "learned" in rows[0] and "true" in rows[0]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["dcl", "train", "--net", "x.pt"], "needs --L"),
+    (["dcl", "train", "--L", "4", "--q", "3", "--net", "x.pt"], "--q applies to --model clock"),
+    (["dcl", "train", "--L", "4", "--beta-obs", "0", "--net", "x.pt"], "--beta-obs must be positive"),
+    (["dcl", "train", "--L", "4", "--ordering", "snake", "--net", "x.pt"], "--ordering applies to --arch gru"),
+    (["dcl", "thermo", "--net", "missing.pt", "--samples", "0"], "--samples must be a positive integer"),
+])
+def test_dcl_command_line_bad_input(argv, message, capsys):
+    from portable_lattice.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_dcl_command_line_refuses_another_size_or_q(tmp_path, capsys):
+    from portable_lattice.cli import main
+    net = str(tmp_path / "m.pt")
+    save_model(net, MaskedConvModel(4, channels=4, half=1), {"beta_obs": 0.4407, "model": "ising"})
+    for argv, message in ((["dcl", "thermo", "--net", net, "--L", "8"], "L=4"),
+                          (["dcl", "thermo", "--net", net, "--model", "clock"], "q=2"),
+                          (["dcl", "curves", "--net", net, "--energy", "ednn"], "needs --ednn"),
+                          (["dcl", "curves", "--net", net, "--energy", "model", "--mode", "sequential", "--betas", "1:2"], "--betas")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv

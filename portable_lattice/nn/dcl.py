@@ -1,7 +1,8 @@
 r"""Distribution-consistent learning jobs ([DCL]): data, training, learned energies, curves, thermodynamics.
 
 The functions behind ``portable-lattice dcl train | energy | curves | thermo`` and
-``studies/dcl``. Everything torch is imported lazily from :mod:`portable_lattice.nn`.
+``studies/dcl``. They train and evaluate torch models on host (NumPy) data, so they live
+in ``nn/`` beside the models; the samplers and estimators they call are the core's.
 
 * :func:`make_theory` - Ising, the q-state clock form of Eq. 3 (the paper's "Potts") or
   Edwards-Anderson with Gaussian couplings.
@@ -22,17 +23,27 @@ import dataclasses
 import time
 from typing import Any
 
-from .._checks import choice, positive_float, positive_int
-from ..backends import get_backend
-from ..exact import enumerate_theory, ising_torus
-from ..exact.enumeration import MAX_CONFIGURATIONS
-from ..observables.thermo import model_thermodynamics
-from ..statistics import gamma_method
-from ..theories import Clock, EdwardsAnderson, Ising, LearnedEnergy
-from .driver import run
+import numpy as np
+import torch
 
-__all__ = ["make_theory", "spin_data", "train_model", "energy_test_set", "energy_rmse", "train_ednn_from_model",
-           "temperature_curves", "thermodynamics", "exact_reference", "BETA_C"]
+from portable_lattice._checks import choice, positive_float, positive_int
+from portable_lattice.backends import get_backend
+from portable_lattice.exact import enumerate_theory, ising_torus
+from portable_lattice.exact.enumeration import MAX_CONFIGURATIONS
+from portable_lattice.observables.thermo import model_thermodynamics
+from portable_lattice.statistics import gamma_method
+from portable_lattice.runs.driver import run
+from portable_lattice.runs.simulate import make_kernel
+from portable_lattice.samplers import IndependenceMetropolis, learned_energy_metropolis
+from portable_lattice.surrogates.data import spin_dataset
+from portable_lattice.observables import measure_spins
+from portable_lattice.theories import Clock, EdwardsAnderson, Ising, LearnedEnergy
+
+from .autoregressive import ModelProposal, build_model, train_autoregressive
+from .ednn import EDNN, EDNNEnergy, ModelEnergy, save_ednn, train_ednn
+
+__all__ = ["make_theory", "spin_data", "train_model", "energy_test_set", "energy_rmse", "energy_report",
+           "train_ednn_from_model", "temperature_curves", "thermodynamics", "exact_reference", "BETA_C"]
 
 #: the paper's beta_c (0.4407); K_CRITICAL = 0.440686... is the exact one
 BETA_C = 0.4407
@@ -60,7 +71,6 @@ def spin_data(theory, L: int, n: int, *, algorithm: str = "swendsen-wang", seeds
     ``algorithm="metropolis"`` is the paper's single-spin Metropolis (``period`` single-site updates
     between kept configurations); cluster algorithms need a uniform coupling (Ising, Potts, clock).
     """
-    from ..surrogates.data import spin_dataset
     if algorithm in ("swendsen-wang", "wolff") and isinstance(theory, EdwardsAnderson):
         raise ValueError(f"algorithm={algorithm!r} needs uniform couplings; use 'metropolis' or 'checkerboard' "
                          f"for Edwards-Anderson")
@@ -79,7 +89,6 @@ def train_model(theory, L: int, *, configs: int = 20000, arch: str = "pixelcnn",
                 val_configs: int | None = None, seed: int = 0, ordering: str = "spiral", log=None,
                 progress: bool | None = None) -> tuple[Any, dict]:
     """Data at the theory's beta (= beta_O), an autoregressive model fitted to it; (model, info)."""
-    from ..nn.autoregressive import build_model, train_autoregressive
     positive_int("configs", configs)
     val_configs = max(500, configs // 5) if val_configs is None else val_configs
     q = len(tuple(theory.state_values()))
@@ -113,9 +122,6 @@ def energy_test_set(theory, L: int, *, per_level: int = 50, betas: tuple | None 
     high energies), checkerboard Metropolis, every configuration binned by its energy,
     at most ``per_level`` kept per energy level. Returns (spins (N, L, L) NumPy, energies (N,)).
     """
-    import numpy as np
-
-    from ..runs.simulate import make_kernel
     be = get_backend(backend)
     betas = tuple(np.linspace(-1.0, 1.0, 21)) if betas is None else betas
     rng = be.rng(seed)
@@ -151,7 +157,6 @@ def _with_sign(theory, beta: float):
 def energy_rmse(energy_fn, spins, energies) -> dict:
     """RMSE (total energy, units of J) of ``energy_fn(spins) -> E`` against the true ``energies``,
     also per energy level averaged (every level counts once, as the paper's test set weights them)."""
-    import numpy as np
     pred = np.asarray(energy_fn(spins), dtype=np.float64)
     err = pred - np.asarray(energies, dtype=np.float64)
     levels = {}
@@ -162,6 +167,27 @@ def energy_rmse(energy_fn, spins, energies) -> dict:
             "configs": int(len(err)), "levels": len(levels)}
 
 
+def energy_report(model, theory, *, per_level: int = 50, seed: int = 0, ednn: str | None = None,
+                  labels_on: str = "random", ednn_configs: int = 20000, epochs: int = 20, info: dict | None = None,
+                  log=None) -> dict:
+    """Table 2 for one model: RMSE of -ln P / beta_O + C over a test set spanning all energies, and
+    (``ednn`` a path) of an EDNN trained on the model's labels, saved there."""
+    beta_obs, L = theory.beta, model.L
+    spins, energies = energy_test_set(theory, L, per_level=per_level, seed=seed)
+    me = ModelEnergy(model, beta_obs)
+    me.set_constant("random", L, seed=seed)
+    out = {"L": L, "beta_obs": beta_obs, "test": {"configs": int(len(energies))},
+           "model": energy_rmse(lambda s: me.energy(s, np.float64), spins, energies)}
+    if ednn:
+        net, _, einfo = train_ednn_from_model(model, beta_obs, labels_on=labels_on, configs=ednn_configs,
+                                              epochs=epochs, seed=seed, log=log)
+        ee = EDNNEnergy(net)
+        ee.set_constant("random", L, seed=seed)
+        out["ednn"] = dict(energy_rmse(lambda s: ee.energy(s, np.float64), spins, energies), training=einfo)
+        save_ednn(ednn, net, {"beta_obs": beta_obs, **(info or {}), **einfo})
+    return out
+
+
 def train_ednn_from_model(model, beta_obs: float, *, labels_on: str = "random", configs: int = 20000,
                           epochs: int = 20, batch: int = 256, lr: float = 1e-3, focus: int = 2, context: int = 1,
                           hidden: tuple = (32, 64), seed: int = 0, log=None) -> tuple[Any, Any, dict]:
@@ -170,9 +196,6 @@ def train_ednn_from_model(model, beta_obs: float, *, labels_on: str = "random", 
     authors' first code path), on the model's own samples (``"samples"``, the second), or half and
     half (``"both"``: high and low energies, so the EDNN interpolates instead of extrapolating). Returns
     (EDNN, the model's ModelEnergy, info)."""
-    import torch
-
-    from ..nn.ednn import EDNN, ModelEnergy, train_ednn
     choice("labels_on", labels_on, ("random", "samples", "both"))
     energy = ModelEnergy(model, beta_obs)
     energy.set_constant("random", model.L, seed=seed)
@@ -199,9 +222,6 @@ def temperature_curves(theory, energy_model, L: int, betas, *, mode: str = "para
                        backend: Any = "numpy", progress: bool | None = None) -> list[dict]:
     """U (the true energy per site of the sampled configurations) and |m| against beta, sampled with the
     learned energy and with the true Hamiltonian (checkerboard Metropolis), with Gamma-method errors."""
-    from ..observables import measure_spins
-    from ..samplers import learned_energy_metropolis
-    from ..runs.simulate import make_kernel
     be = get_backend(backend)
     xp = be.xp
     out = []
@@ -224,7 +244,6 @@ def temperature_curves(theory, energy_model, L: int, betas, *, mode: str = "para
 
 def exact_reference(theory, L: int) -> dict | None:
     """Exact S, F, U per site where known: the Ising torus (any L), or enumeration (q^V small)."""
-    import numpy as np
     if type(theory) is Ising and theory.J == 1.0 and theory.h == 0.0:
         ex = ising_torus(theory.beta, L)
         return {"entropy": ex.entropy, "free_energy": ex.free_energy, "internal_energy": ex.energy}
@@ -245,8 +264,6 @@ def thermodynamics(model, theory, *, samples: int = 10000, batch: int = 5000, se
     Returns the JSON of ``dcl thermo``: {"L", "beta", "samples", "entropy": {"paper", "importance"},
     "free_energy": ..., "internal_energy": ..., "ess", "exact"}.
     """
-    import numpy as np
-    import torch
     positive_int("samples", samples)
     if model.L is None or len(tuple(theory.state_values())) != model.q:
         raise ValueError(f"the model has q={model.q}, the theory {len(tuple(theory.state_values()))} states")
@@ -273,11 +290,6 @@ def thermodynamics(model, theory, *, samples: int = 10000, batch: int = 5000, se
 
 def independence_chain(model, theory, steps: int, *, chains: int = 16, seed: int = 0) -> dict:
     """An exact independence Metropolis chain with the model as proposal: U and |m| per site."""
-    import numpy as np
-
-    from ..nn.autoregressive import ModelProposal
-    from ..observables import measure_spins
-    from ..samplers import IndependenceMetropolis
     be = get_backend("numpy")
     rng = be.rng(seed)
     kernel = IndependenceMetropolis(theory, ModelProposal(model, seed=seed + 1))
