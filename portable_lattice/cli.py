@@ -695,7 +695,10 @@ def _diffusion_parser(sub) -> None:
     samp = common.add_argument_group("sampling and likelihood")
     samp.add_argument("--sampler", default="em", choices=["em", "ode"], help="reverse SDE (Euler-Maruyama) or "
                                                                                  "probability-flow ODE (RK4)")
-    samp.add_argument("--steps", type=int, default=None, help="EM steps (default 500) or RK4 steps (default 50)")
+    samp.add_argument("--steps", type=int, default=None, help="steps of the sampler that draws: EM (default 500; "
+                                                              "mc --route paper) or RK4 (default 50)")
+    samp.add_argument("--lik-steps", type=int, default=50, help="RK4 steps of the likelihood ODE (likelihood; "
+                                                                 "mc --route paper)")
     samp.add_argument("--samples", type=int, default=1024)
     lik = samp.add_mutually_exclusive_group()
     lik.add_argument("--probes", type=int, default=None, help="Skilling-Hutchinson probes P (default 4)")
@@ -746,8 +749,9 @@ def _main_diffusion(ap, args) -> int:
         theory = Phi4.from_kappa_lambda(args.kappa, args.lam)
         if args.L < 2:
             raise ValueError(f"--L must be at least 2, got --L {args.L}")
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps must be a positive integer, got --steps {args.steps}")
+        for flag, v in (("--steps", args.steps), ("--lik-steps", args.lik_steps)):
+            if v is not None and v < 1:
+                raise ValueError(f"{flag} must be a positive integer, got {flag} {v}")
         if args.probes is not None and args.probes < 1:
             raise ValueError(f"--probes must be a positive integer, got --probes {args.probes}")
         if args.samples < 1:
@@ -812,14 +816,16 @@ def _diffusion_use(args, theory, be, sde, dm, runs_dm, model) -> dict:
     import torch
     divergence = "exact" if args.exact_divergence else "hutchinson"
     probes = 4 if args.probes is None else args.probes
-    ode_steps = args.steps if (args.steps and args.sampler == "ode") else 50
-    em_steps = args.steps if (args.steps and args.sampler == "em") else 500
+    em_draws = args.route == "paper" if args.job == "mc" else args.sampler == "em"
+    ode_steps = args.steps if (args.steps and not em_draws) else 50
+    em_steps = args.steps if (args.steps and em_draws) else 500
     ref = _diffusion_reference(args, theory)
     t0 = time.perf_counter()
     out: dict = {}
     if args.job == "mc":
         route = args.route
-        prop = dm.DiffusionProposal(model, sde, route, steps=ode_steps, em_steps=em_steps,
+        prop = dm.DiffusionProposal(model, sde, route, steps=args.lik_steps if em_draws else ode_steps,
+                                    em_steps=em_steps,
                                     probes=probes if route != "exact" else 1, probe=args.probe)
         if args.chains < 1 or args.sweeps < 1 or args.therm < 0:
             raise ValueError(f"--chains and --sweeps must be positive, --therm non-negative; got --chains "
@@ -847,7 +853,7 @@ def _diffusion_use(args, theory, be, sde, dm, runs_dm, model) -> dict:
         obs = runs_dm.analyse_configurations(theory, configs)
         out.update(sampler=args.sampler, steps=em_steps if args.sampler == "em" else ode_steps)
         if args.job == "likelihood":
-            per, nfe = dm.log_likelihood(model, sde, x, steps=ode_steps, divergence=divergence, probes=probes,
+            per, nfe = dm.log_likelihood(model, sde, x, steps=args.lik_steps, divergence=divergence, probes=probes,
                                          probe=args.probe, normal=normal)
             log_q = per.mean(0).cpu().double()
             action = torch.as_tensor(be.to_numpy(theory.action(configs)), dtype=torch.float64)

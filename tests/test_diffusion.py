@@ -230,3 +230,46 @@ def test_bad_input_is_refused_before_work_starts():
         log_likelihood(LatticeUNet(64), SDE, torch.zeros(1, 64, 64), divergence="exact")
     with pytest.raises(ValueError, match="eps must lie in"):
         VESDE(eps=0.0)
+
+
+def test_cli_train_sample_likelihood_mc(tmp_path, capsys):
+    """The four jobs on a tiny free field: the JSON carries the observables with errors, z against
+    the exact values (lam = 0), and for mc the acceptance and tau_int."""
+    import json
+
+    from portable_lattice.cli import main
+    net = str(tmp_path / "n.pt")
+    phys = ["--L", "4", "--kappa", "0.2", "--lam", "0", "--net", net, "--json"]
+    assert main(["diffusion", "train", *phys, "--train-configs", "128", "--epochs", "2", "--spacing", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["job"] == "train" and len(out["loss_curve"]) == 2 and "tau_int_m_abs" in out["data"]
+    assert main(["diffusion", "sample", *phys, "--sampler", "ode", "--steps", "4", "--samples", "64"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(REPORTED) <= set(out["observables"]) and set(REPORTED) <= set(out["z"])
+    assert all(out["observables"][k]["error"] > 0 for k in ("m", "phi2", "action"))
+    assert main(["diffusion", "likelihood", *phys, "--sampler", "ode", "--steps", "3", "--samples", "16",
+                 "--probes", "2", "--lik-steps", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["r2"]) == {"eq_4_9", "pearson2"}
+    assert main(["diffusion", "mc", *phys, "--route", "ode", "--steps", "3", "--chains", "2", "--sweeps", "4",
+                 "--probes", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"acceptance", "tau_int", "observables"} <= set(out) and "m_abs" in out["tau_int"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "--steps", "0"], "--steps must be a positive integer, got --steps 0"),
+    (["likelihood", "--probes", "0"], "--probes must be a positive integer, got --probes 0"),
+    (["sample", "--network", "paper"], "'lattice' network, not --network 'paper'"),
+    (["train", "--epochs", "0"], "--epochs must be a positive integer, got --epochs 0"),
+    (["mc", "--L", "64", "--route", "exact"], "GiB per configuration"),
+])
+def test_cli_bad_input_exits_2_naming_the_parameter(tmp_path, capsys, args, message):
+    from portable_lattice.cli import main
+    net = tmp_path / "n.pt"
+    save_score_model(net, LatticeUNet(4, channels=(4, 8), embed=8), {"L": 4, "kappa": 0.2, "lam": 0.0})
+    with pytest.raises(SystemExit) as e, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the L = 64 case also warns that the file holds L = 4
+        main(["diffusion", args[0], "--net", str(net), "--L", "4", "--kappa", "0.2", "--lam", "0", *args[1:]])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
