@@ -368,6 +368,10 @@ def _mean_and_var(per_probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class DiffusionProposal:
     """A trained score model as an independence proposal ``(rng, like) -> (config, log_q)``.
 
+    Random numbers come from the chain's generator (``rng.normal``) on the field's backend, so
+    a chain is reproducible from its seed on every backend; results are returned in the field's
+    namespace, dtype and device.
+
     Parameters
     ----------
     model : torch score model (``model(phi, t)``)
@@ -388,10 +392,6 @@ class DiffusionProposal:
     method : {"rk4", "rk45"}
         ODE solver. RK4 (default) maps each configuration alone; RK45 shares its step size
         over the batch, so a configuration's map depends weakly on the others.
-
-    Random numbers come from the chain's generator (``rng.normal``) on the field's backend, so
-    a chain is reproducible from its seed on every backend; results are returned in the field's
-    namespace, dtype and device.
     """
 
     def __init__(self, model, sde: VESDE, route: str = "exact", *, steps: int = 50, em_steps: int = 500,
