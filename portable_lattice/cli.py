@@ -786,34 +786,27 @@ def _main_diffusion(ap, args) -> int:
 
 
 def _diffusion_train(args, theory, be, sde, dm, runs_dm, device) -> dict:
-    import torch
     for flag, v in (("--train-configs", args.train_configs), ("--epochs", args.epochs), ("--batch", args.batch)):
         if v < 1:
             raise ValueError(f"{flag} must be a positive integer, got {flag} {v}")
     if not args.lr > 0:
         raise ValueError(f"--lr must be positive, got --lr {args.lr}")
     from .nn.unet import build_network
-    net = build_network(args.network, args.L, sde.sigma)  # architecture errors (e.g. L) before the HMC run
+    build_network(args.network, args.L, sde.sigma)  # architecture errors (e.g. L) before the HMC run
     configs, info = runs_dm.hmc_configurations(theory, args.L, args.train_configs, spacing=args.spacing,
                                                backend=be, seed=args.seed)
-    data = torch.as_tensor(be.to_numpy(configs), dtype=torch.float32)
-    if args.network == "lattice":
-        net = build_network("lattice", args.L, sde.sigma, sigma_data=float(data.std()))
-    torch.manual_seed(args.seed)
-    net = net.to(device)
     log = None if args.json else (lambda m: print(m, file=sys.stderr))
-    curve = dm.train_score(net, data.to(device), sde, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                           seed=args.seed, flips=not args.no_flips, log=log)
-    dm.save_score_model(args.net, net.cpu(), {"L": args.L, "kappa": args.kappa, "lam": args.lam,
-                                              "loss": curve["loss"], "data": info, "epochs": args.epochs})
+    net, curve = dm.train_network(args.network, args.L, be.to_numpy(configs), sde, epochs=args.epochs,
+                                  batch=args.batch, lr=args.lr, seed=args.seed, flips=not args.no_flips,
+                                  device=device, log=log)
+    dm.save_score_model(args.net, net, {"L": args.L, "kappa": args.kappa, "lam": args.lam,
+                                        "loss": curve["loss"], "data": info, "epochs": args.epochs})
     return {"loss": curve["loss"][-1], "loss_curve": curve["loss"], "data": info, "seconds": curve["seconds"],
-            "parameters": sum(p.numel() for p in net.parameters())}
+            "parameters": curve["parameters"]}
 
 
 def _diffusion_use(args, theory, be, sde, dm, runs_dm, model) -> dict:
     import time
-
-    import torch
     divergence = "exact" if args.exact_divergence else "hutchinson"
     probes = 4 if args.probes is None else args.probes
     em_draws = args.route == "paper" if args.job == "mc" else args.sampler == "em"
@@ -825,8 +818,7 @@ def _diffusion_use(args, theory, be, sde, dm, runs_dm, model) -> dict:
     if args.job == "mc":
         route = args.route
         prop = dm.DiffusionProposal(model, sde, route, steps=args.lik_steps if em_draws else ode_steps,
-                                    em_steps=em_steps,
-                                    probes=probes if route != "exact" else 1, probe=args.probe)
+                                    em_steps=em_steps, probes=probes if route != "exact" else 1, probe=args.probe)
         if args.chains < 1 or args.sweeps < 1 or args.therm < 0:
             raise ValueError(f"--chains and --sweeps must be positive, --therm non-negative; got --chains "
                              f"{args.chains} --sweeps {args.sweeps} --therm {args.therm}")
@@ -838,27 +830,17 @@ def _diffusion_use(args, theory, be, sde, dm, runs_dm, model) -> dict:
                    tau_int={"m_abs": {"value": m_abs.tau_int, "error": m_abs.tau_int_error}},
                    nfe_per_config=prop.nfe / max(1, args.chains * (args.sweeps + args.therm)))
     else:
-        gen = torch.Generator(device="cpu").manual_seed(args.seed)
-        dtype = next(model.parameters()).dtype
-        device = next(model.parameters()).device
-
-        def normal(shape):
-            return torch.randn(shape, generator=gen, dtype=dtype).to(device)
-        if args.sampler == "em":
-            x = dm.em_sample(model, sde, args.samples, (args.L, args.L), steps=em_steps, normal=normal)
-        else:
-            x, _, _ = dm.ode_sample(model, sde, args.samples, (args.L, args.L), steps=ode_steps, divergence=None,
-                                    normal=normal)
-        configs = be.from_numpy(x.detach().cpu().double().numpy())
+        host = dm.draw(model, sde, args.samples, args.L, sampler=args.sampler,
+                       steps=em_steps if em_draws else ode_steps, seed=args.seed)
+        configs = be.from_numpy(host)
         obs = runs_dm.analyse_configurations(theory, configs)
-        out.update(sampler=args.sampler, steps=em_steps if args.sampler == "em" else ode_steps)
+        out.update(sampler=args.sampler, steps=em_steps if em_draws else ode_steps)
         if args.job == "likelihood":
-            per, nfe = dm.log_likelihood(model, sde, x, steps=args.lik_steps, divergence=divergence, probes=probes,
-                                         probe=args.probe, normal=normal)
-            log_q = per.mean(0).cpu().double()
-            action = torch.as_tensor(be.to_numpy(theory.action(configs)), dtype=torch.float64)
+            lik = dm.likelihood_against_action(model, sde, host, be.to_numpy(theory.action(configs)),
+                                               steps=args.lik_steps, divergence=divergence, probes=probes,
+                                               probe=args.probe, seed=args.seed + 1)
             out.update(divergence=divergence, probes=probes if divergence == "hutchinson" else None,
-                       r2=dm.r_squared(action, -log_q), nfe_per_config=nfe)
+                       r2=lik["r2"], nfe_per_config=lik["nfe"], log_q_probe_var=lik["log_q_probe_var"])
     out["observables"] = runs_dm.observables_json(obs)
     if ref:
         out["z"] = runs_dm.z_scores({k: obs[k] for k in runs_dm.REPORTED}, ref)

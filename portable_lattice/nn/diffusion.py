@@ -37,7 +37,8 @@ from .unet import ARCHITECTURES, GaussianScore
 
 __all__ = ["VESDE", "dsm_loss", "train_score", "em_sample", "flow", "ode_sample", "log_likelihood",
            "exact_divergence_bytes", "DiffusionProposal", "ROUTES", "save_score_model", "load_score_model",
-           "PROBES", "METHODS", "r_squared", "evaluate_loss"]
+           "PROBES", "METHODS", "r_squared", "evaluate_loss",
+           "train_network", "draw", "likelihood_against_action"]
 
 PROBES = ("gaussian", "rademacher")
 METHODS = ("rk4", "rk45")
@@ -472,6 +473,55 @@ def r_squared(action: torch.Tensor, s_eff: torch.Tensor, *, resamples: int = 200
                                        for _ in range(resamples))]
     err = [float(torch.tensor([b[k] for b in boot]).std()) for k in range(2)]
     return {"eq_4_9": {"value": value[0], "error": err[0]}, "pearson2": {"value": value[1], "error": err[1]}}
+
+
+# --- jobs behind the command line (torch stays here; the CLI imports this module lazily) ---------
+def train_network(network: str, L: int, configs: Any, sde: VESDE, *, epochs: int, batch: int = 64,
+                  lr: float = 1e-3, seed: int = 0, flips: bool = True, device: Any = "cpu",
+                  log: Callable[[str], None] | None = None):
+    """A fresh ``network`` ("lattice" or "paper") trained on host configurations (n, L, L); returns
+    (model on the CPU, training record)."""
+    from .unet import build_network
+    data = torch.as_tensor(configs, dtype=torch.float32)
+    extra = {"sigma_data": float(data.std())} if network == "lattice" else {}
+    torch.manual_seed(seed)
+    net = build_network(network, L, sde.sigma, **extra).to(device)
+    curve = train_score(net, data.to(device), sde, epochs=epochs, batch=batch, lr=lr, seed=seed, flips=flips, log=log)
+    return net.cpu(), dict(curve, parameters=sum(p.numel() for p in net.parameters()))
+
+
+def draw(model, sde: VESDE, n: int, L: int, *, sampler: str = "em", steps: int = 500, seed: int = 0):
+    """``n`` configurations by Euler-Maruyama or the probability-flow ODE (RK4), seeded; host float64."""
+    dtype, device = _model_dtype(model)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def normal(shape):
+        return torch.randn(shape, generator=gen, dtype=dtype).to(device)
+    if sampler == "em":
+        x = em_sample(model, sde, n, (L, L), steps=steps, normal=normal)
+    elif sampler == "ode":
+        x, _, _ = ode_sample(model, sde, n, (L, L), steps=steps, divergence=None, normal=normal)
+    else:
+        raise ValueError(f"sampler must be 'em' or 'ode', got sampler={sampler!r}")
+    return x.detach().cpu().double().numpy()
+
+
+def likelihood_against_action(model, sde: VESDE, configs: Any, action: Any, *, steps: int = 50,
+                              divergence: str = "hutchinson", probes: int = 4, probe: str = "rademacher",
+                              seed: int = 0) -> dict:
+    """log q of host configurations and how well -log q tracks the action: {"r2", "nfe",
+    "log_q_probe_var"} (the mean variance of log q over probes)."""
+    dtype, device = _model_dtype(model)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    def normal(shape):
+        return torch.randn(shape, generator=gen, dtype=dtype).to(device)
+    x = torch.as_tensor(configs, dtype=dtype).to(device)
+    per, nfe = log_likelihood(model, sde, x, steps=steps, divergence=divergence, probes=probes, probe=probe,
+                              normal=normal)
+    log_q, var = _mean_and_var(per)
+    return {"r2": r_squared(torch.as_tensor(action, dtype=torch.float64), -log_q.cpu()), "nfe": nfe,
+            "log_q_probe_var": float(var.mean())}
 
 
 # --- model files ------------------------------------------------------------------------------
