@@ -97,6 +97,11 @@ def main():
             f"tau {k}: n_steps {v['knobs']['n_steps']}, acc {v['acceptance']['value']:.2f}, "
             f"tau_int {v['tau_int']:.2f}, gradients per independent {v['grads_per_independent']:.0f}"
             for k, v in c["hmc_tuned_scan"].items()))
+    if "crit_exact" in r:
+        e = r["crit_exact"]
+        print(f"\nroute 4 at kappa = 0.27 ({e['chains']} chains x {e['sweeps']} steps, RK4 {e['rk4_steps']} steps): "
+              f"acceptance {f(e['acceptance'])}, tau_int(abs M) {format_value(e['tau_int'], e['tau_int_error'])}, "
+              f"{e['seconds_per_proposal']:.2f} s per proposal, <|M|> {f(e['m_abs'])}, chi {f(e['chi'])}")
     if "seconds" in r:
         print("\nstage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
 

@@ -9,6 +9,7 @@ Stages (each appends to --out/results.json, so a stopped run keeps what it finis
 routes   free field L = 4, kappa = 0.2, a deliberately wrong exact score (kappa = 0.23): the four routes'
          z against the exact values and their acceptance
 routes_nn the same with a small, short-trained (non-linear) lattice network
+crit_exact kappa = 0.27 again, DM-MC by route 4 (exact divergence) long enough for tau_int
 sym      kappa = 0.21: HMC training/test sets and a long HMC reference, training, DM samples without
          accept/reject (Table 1, Fig. 6), -log q against S (Fig. 7, R^2), DM-MC
 paper    the paper's network on the same data (loss, Table 1 row, R^2, acceptance, cost)
@@ -117,7 +118,7 @@ def stage_routes_nn(cfg, results, quick):
     net = build_network("lattice", L, SDE.sigma, channels=(8, 16), embed=16, sigma_data=float(data.std()))
     epochs = 2 if quick else 20
     curve = train_score(net, data, SDE, epochs=epochs, batch=64, lr=1e-3, seed=40)
-    chains, sweeps = (8, 30) if quick else (16, 120)
+    chains, sweeps = (8, 30) if quick else (12, 80)
     rows = {}
     specs = [("1 paper (EM 100 + Hutchinson, 2 Rademacher probes)", "paper", dict(probes=2)),
              ("2 ode (ODE + Hutchinson, 2 Rademacher probes)", "ode", dict(probes=2)),
@@ -331,6 +332,33 @@ def stage_crit(cfg, results):
                                                  for k in ("metropolis", "hmc_paper", "hmc_tuned", "dm_mc")))
 
 
+def stage_crit_exact(cfg, results):
+    """Route 4 (exact divergence) at kappa = 0.27 long enough for tau_int: the network of stage
+    ``crit`` retrained from the same data and seeds (single-threaded CPU training is deterministic)
+    and saved to output/net_k027.pt."""
+    L = cfg["L"]
+    theory, train, test, info = data_at(0.27, cfg, 300)
+    net, tr = train_net(cfg["network"], train, test, cfg["epochs"], 4, L)
+    save_score_model(os.path.join(results["_out"], "net_k027.pt"), net,
+                     {"L": L, "kappa": 0.27, "lam": LAM, "loss": tr["curve"], "epochs": tr["epochs"]})
+    chains, sweeps = (2, 8) if cfg["epochs"] < 10 else (4, 48)
+    t = time.perf_counter()
+    res = dm_mc(net, theory, cfg, 36, route="exact", chains=chains, sweeps=sweeps)
+    seconds = time.perf_counter() - t
+    series = res.series["m_abs"]
+    rho, W, _ = autocorrelation(series)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = gamma_method(series)
+    results["crit_exact"] = {"route": "exact", "chains": chains, "sweeps": sweeps, "rk4_steps": cfg["mc_steps"],
+                             "test_loss": tr["test_loss"], "acceptance": est(res.acceptance),
+                             "tau_int": g.tau_int, "tau_int_error": g.tau_int_error,
+                             "rho": [float(r) for r in rho[:40]], "seconds_per_proposal": seconds / (chains * (sweeps + 4)),
+                             "m_abs": est(res.observables["m_abs"]), "chi": est(res.observables["chi"])}
+    log(f"kappa=0.27 route 4: acceptance {res.acceptance}, tau_int(|M|) {g.tau_int:.2f}({g.tau_int_error:.2f}), "
+        f"test loss {tr['test_loss']:.3f} (stage crit: {results.get('crit', {}).get('training', {}).get('test_loss')})")
+
+
 # --- figures ----------------------------------------------------------------------------------------
 def figures(results, out):
     import matplotlib
@@ -370,6 +398,9 @@ def figures(results, out):
         for k, label in (("metropolis", "Metropolis"), ("hmc_paper", "HMC (paper)"), ("hmc_tuned", "HMC (tuned)"),
                          ("dm_mc", "DM-MC")):
             ax.plot(c[k]["rho"], label=f"{label}: tau_int {c[k]['tau_int']:.1f}({c[k]['tau_int_error']:.1f})")
+        if "crit_exact" in results:
+            e = results["crit_exact"]
+            ax.plot(e["rho"], label=f"DM-MC route 4: tau_int {e['tau_int']:.1f}({e['tau_int_error']:.1f})")
         ax.set_xlabel("t (steps)")
         ax.set_ylabel("normalised C_|M|(t)")
         ax.set_xlim(0, 39)
@@ -384,7 +415,7 @@ def main():
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--paper", action="store_true")
-    ap.add_argument("--stages", default="routes,sym,paper,broken,crit,routes_nn")
+    ap.add_argument("--stages", default="routes,sym,paper,broken,crit,routes_nn,crit_exact")
     ap.add_argument("--out", default=os.path.join(HERE, "output"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -415,6 +446,8 @@ def main():
             stage_broken(cfg, results)
         elif stage == "crit":
             stage_crit(cfg, results)
+        elif stage == "crit_exact":
+            stage_crit_exact(cfg, results)
         else:
             raise SystemExit(f"unknown stage {stage!r}")
         results.setdefault("seconds", {})[stage] = time.perf_counter() - ts
