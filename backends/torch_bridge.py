@@ -1,9 +1,11 @@
-"""Arrays across the torch boundary: a torch model called on NumPy, CuPy, torch or
-array_api_strict arrays, and its results handed back in the caller's namespace.
+"""Arrays across the torch boundary: torch models in ``nn/`` called on NumPy, CuPy, torch or
+array_api_strict arrays, and their results handed back in the caller's namespace.
 
 * Zero-copy through DLPack (or NumPy's buffer) when devices match (NumPy and
   torch-cpu; CuPy and torch-cuda); array_api_strict goes through a host copy.
-* The result takes the namespace, device and (unless told otherwise) dtype of ``like``.
+* An array on another device than the model is an error naming both (no silent copy).
+* :func:`from_torch` returns an array of the namespace and device of ``like``, in
+  ``like``'s dtype unless another dtype of that namespace is asked for.
 """
 from __future__ import annotations
 
@@ -26,12 +28,9 @@ def torch_module():
     return torch
 
 
-def _is_strict(x) -> bool:
-    return type(x).__module__.startswith("array_api_strict")
-
-
-def to_torch(x: Any, device: Any = None):
-    """A torch tensor viewing ``x`` (a copy only for array_api_strict, or to move to ``device``)."""
+def to_torch(x: Any, device: Any = None, dtype: Any = None) -> Any:
+    """A torch tensor viewing (for array_api_strict, copying) ``x``, checked to be on ``device``,
+    cast to ``dtype`` (a torch dtype) when given."""
     import array_api_compat as aac
     torch = torch_module()
     if aac.is_torch_array(x):
@@ -40,23 +39,24 @@ def to_torch(x: Any, device: Any = None):
         t = torch.from_numpy(np.ascontiguousarray(x))
     elif aac.is_cupy_array(x):
         t = torch.from_dlpack(x)
-    elif _is_strict(x):
+    elif type(x).__module__.startswith("array_api_strict"):
         t = torch.from_numpy(np.from_dlpack(x).copy())
     else:
         raise TypeError(f"cannot hand a {type(x).__name__} to a torch model")
-    return t if device is None else t.to(device)
+    if device is not None and t.device != torch.device(device):
+        raise ValueError(f"the model lives on {device} but the array is on {t.device}; "
+                         f"move the model (model.to(...)) or the array so that they match")
+    return t if dtype is None else t.to(dtype)
 
 
-def from_torch(t: Any, like: Any, dtype: Any = None):
-    """``t`` as an array of ``like``'s namespace and device, with ``like``'s dtype (or ``dtype``,
-    a dtype of that namespace)."""
+def from_torch(t: Any, like: Any, dtype: Any = None) -> Any:
+    """``t`` as an array of ``like``'s namespace and device, in ``like``'s dtype or ``dtype``."""
     import array_api_compat as aac
     xp = aac.array_namespace(like)
     dtype = like.dtype if dtype is None else dtype
     t = t.detach()
     if aac.is_torch_array(like):
         return t.to(device=like.device, dtype=dtype)
-    host = None
     if aac.is_cupy_array(like):
         import cupy
         return cupy.from_dlpack(t.contiguous()).astype(dtype, copy=False)

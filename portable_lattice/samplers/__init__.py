@@ -10,7 +10,7 @@ from .base import FieldState, Info, SpinState
 from .clusters import SwendsenWang, Wolff, cluster_ids, cluster_labels, label_propagation
 from .heatbath import HeatBath
 from .hmc import HMC, INTEGRATORS, LEAPFROG, OMELYAN, Integrator, integrate
-from .independence import IndependenceMetropolis
+from .independence import IndependenceMetropolis, PoolProposal
 from .langevin import MALA, Langevin
 from .metropolis import (PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, learned_energy_metropolis,
                          surrogate_metropolis)
@@ -20,5 +20,5 @@ __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "
            "integrate", "Langevin", "MALA", "RandomSiteMetropolis", "CheckerboardMetropolis",
            "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
            "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
-           "IndependenceMetropolis", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
+           "IndependenceMetropolis", "PoolProposal", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
            "learned_energy_metropolis"]

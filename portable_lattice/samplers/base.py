@@ -62,6 +62,7 @@ class Info:
     cluster_size : (chains,) size of the flipped cluster as a fraction of V (Wolff)
     delta_h : (chains,) energy violation dH of the trajectory (HMC)
     divergent : (chains,) bool, non-finite dH (HMC)
+    log_weight : (chains,) log importance weight -S - log q of the proposal (independence sampler)
     """
 
     acceptance: Any = None
@@ -69,6 +70,7 @@ class Info:
     cluster_size: Any = None
     delta_h: Any = None
     divergent: Any = None
+    log_weight: Any = None
 
 
 def per_chain(v: Any, like: Any) -> Any:
