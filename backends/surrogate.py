@@ -25,9 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Sequence
 
-import numpy as np
-
-from ._base import BackendUnavailableError
+from .torch_bridge import from_torch, to_torch, torch_module
 
 __all__ = ["TorchEnsemble", "torch_device"]
 
@@ -36,12 +34,7 @@ _CPU_ONE_PASS_SITES = 2304
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as e:
-        raise BackendUnavailableError("neural surrogates need PyTorch: pip install 'portable_lattice[torch]' "
-                                      "(on CPU-only machines pin torch==2.13.0)") from e
-    return torch
+    return torch_module()
 
 
 def torch_device(backend: Any) -> Any:
@@ -126,36 +119,12 @@ class TorchEnsemble:
         # dispatch dominates (1 x 8^2: 3.8x faster than the loop), lose once arithmetic does (4 x 48^2)
         return self.vectorised is True or self.device.type == "cuda" or xb.numel() <= _CPU_ONE_PASS_SITES
 
-    # --- conversion ---------------------------------------------------------------------
+    # --- conversion (the torch bridge: zero-copy where devices match) ---------------------
     def _to_torch(self, phi):
-        import array_api_compat as aac
-        torch = _torch()
-        if aac.is_torch_array(phi):
-            x = phi
-        elif aac.is_numpy_array(phi):
-            x = torch.from_numpy(np.ascontiguousarray(phi))  # zero-copy
-        elif aac.is_cupy_array(phi):
-            x = torch.from_dlpack(phi)  # zero-copy on the GPU
-        elif type(phi).__module__.startswith("array_api_strict"):
-            x = torch.from_numpy(np.from_dlpack(phi).copy())  # host copy
-        else:
-            raise TypeError(f"cannot hand a {type(phi).__name__} to a torch surrogate")
-        if x.device != self.device:
-            raise ValueError(f"the surrogate lives on {self.device} but the field is on {x.device}; "
-                             f"move the models (model.to(...)) or the field so that they match")
-        return x
+        return to_torch(phi, self.device)
 
     def _from_torch(self, t, like):
-        import array_api_compat as aac
-        xp = aac.array_namespace(like)
-        if aac.is_torch_array(like):
-            return t.to(like.dtype)
-        if aac.is_numpy_array(like):
-            return t.numpy().astype(like.dtype, copy=False)
-        if aac.is_cupy_array(like):
-            import cupy
-            return cupy.from_dlpack(t.contiguous()).astype(like.dtype, copy=False)
-        return xp.asarray(np.asarray(t.numpy(), dtype=np.float64 if like.dtype == xp.float64 else np.float32))
+        return from_torch(t, like)
 
     def members(self, x):
         """All members' predictions, shape (N, chains, L, ..., L), network dtype."""
