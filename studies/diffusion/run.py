@@ -73,12 +73,29 @@ def log(msg):
 
 
 # --- routes ----------------------------------------------------------------------------------------
+def run_routes(theory, exact, specs, make_proposal, chains, L, sweeps, *, seed, tag):
+    """One DM-MC chain per (label, route, options) of ``specs``: acceptance, z against ``exact``, tau_int."""
+    rows = {}
+    for label, route, kw in specs:
+        t = time.perf_counter()
+        prop = make_proposal(route, kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = independence_chain(theory, prop, NP.zeros((chains, L, L)), sweeps=sweeps, therm=5, seed=seed,
+                                     penalty=route == "penalty")
+        z = z_scores({k: res.observables[k] for k in REPORTED}, exact)
+        rows[label] = {"route": route, "acceptance": est(res.acceptance), "z": z,
+                       "values": {k: est(res.observables[k]) for k in REPORTED},
+                       "tau_int_m_abs": res.observables["m_abs"].tau_int, "seconds": time.perf_counter() - t}
+        log(f"{tag} {label}: acceptance {res.acceptance}, z " + " ".join(f"{k} {v:+.1f}" for k, v in z.items()))
+    return rows
+
+
 def stage_routes(cfg, results, quick):
     L, kappa = 4, 0.2
     theory = Phi4.from_kappa_lambda(kappa, 0.0)
     exact = free_field_exact(L, theory.beta)
     wrong = GaussianScore(free_field_spectrum(L, 0.23))
-    rows = {}
     chains, sweeps = (8, 100) if quick else (16, 300)
     specs = [("1 paper (EM 500 + Hutchinson, 10 Gaussian probes)", "paper", dict(probes=10, probe="gaussian")),
              ("1 paper (EM 500 + Hutchinson, 4 Rademacher probes)", "paper", dict(probes=4, probe="rademacher")),
@@ -86,18 +103,9 @@ def stage_routes(cfg, results, quick):
              ("2 ode (ODE + Hutchinson, 10 Gaussian probes)", "ode", dict(probes=10, probe="gaussian")),
              ("3 penalty (as 2, Ceperley-Dewing)", "penalty", dict(probes=4, probe="rademacher")),
              ("4 exact (ODE + exact divergence)", "exact", {})]
-    for label, route, kw in specs:
-        t = time.perf_counter()
-        prop = DiffusionProposal(wrong, SDE, route, steps=4, em_steps=500, **kw)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = independence_chain(theory, prop, NP.zeros((chains, L, L)), sweeps=sweeps, therm=5, seed=11,
-                                     penalty=route == "penalty")
-        z = z_scores({k: res.observables[k] for k in REPORTED}, exact)
-        rows[label] = {"route": route, "acceptance": est(res.acceptance), "z": z,
-                       "values": {k: est(res.observables[k]) for k in REPORTED},
-                       "tau_int_m_abs": res.observables["m_abs"].tau_int, "seconds": time.perf_counter() - t}
-        log(f"route {label}: acceptance {res.acceptance}, z " + " ".join(f"{k} {v:+.1f}" for k, v in z.items()))
+    rows = run_routes(theory, exact, specs, lambda route, kw: DiffusionProposal(wrong, SDE, route, steps=4,
+                                                                               em_steps=500, **kw),
+                      chains, L, sweeps, seed=11, tag="route")
     results["routes"] = {"L": L, "kappa": kappa, "lam": 0.0, "proposal": "exact score of kappa = 0.23",
                          "chains": chains, "sweeps": sweeps, "rk4_steps": 4, "exact": exact, "rows": rows}
 
@@ -119,24 +127,14 @@ def stage_routes_nn(cfg, results, quick):
     epochs = 2 if quick else 20
     curve = train_score(net, data, SDE, epochs=epochs, batch=64, lr=1e-3, seed=40)
     chains, sweeps = (8, 30) if quick else (12, 80)
-    rows = {}
     specs = [("1 paper (EM 100 + Hutchinson, 2 Rademacher probes)", "paper", dict(probes=2)),
              ("2 ode (ODE + Hutchinson, 2 Rademacher probes)", "ode", dict(probes=2)),
              ("3 penalty (as 2, Ceperley-Dewing)", "penalty", dict(probes=2)),
              ("4 exact (ODE + exact divergence)", "exact", {})]
-    for label, route, kw in specs:
-        t = time.perf_counter()
-        prop = DiffusionProposal(net, SDE, route, steps=6, em_steps=100, probe="rademacher", **kw)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = independence_chain(theory, prop, NP.zeros((chains, L, L)), sweeps=sweeps, therm=5, seed=41,
-                                     penalty=route == "penalty")
-        z = z_scores({k: res.observables[k] for k in REPORTED}, exact)
-        rows[label] = {"route": route, "acceptance": est(res.acceptance), "z": z,
-                       "values": {k: est(res.observables[k]) for k in REPORTED},
-                       "tau_int_m_abs": res.observables["m_abs"].tau_int, "seconds": time.perf_counter() - t}
-        log(f"route (trained net) {label}: acceptance {res.acceptance}, z "
-            + " ".join(f"{k} {v:+.1f}" for k, v in z.items()))
+    rows = run_routes(theory, exact, specs, lambda route, kw: DiffusionProposal(net, SDE, route, steps=6,
+                                                                               em_steps=100, probe="rademacher",
+                                                                               **kw),
+                      chains, L, sweeps, seed=41, tag="route (trained net)")
     results["routes_nn"] = {"L": L, "kappa": kappa, "lam": 0.0, "network": "lattice (8, 16), 20 epochs on 2048 "
                             "exact free-field samples", "final_loss": curve["loss"][-1], "chains": chains,
                             "sweeps": sweeps, "rk4_steps": 6, "rows": rows}
