@@ -3,6 +3,7 @@
     python studies/dcl/run.py                 # the default (under 45 minutes on this 2-core CPU)
     python studies/dcl/run.py --quick         # a smoke run (a few minutes)
     python studies/dcl/run.py --threads 1     # torch threads (default: all cores)
+    python studies/dcl/run.py --parts a1,t2   # only some parts (Table A1 always runs)
 
 Writes results.json, results.md and the Fig. 2 PNGs into studies/dcl/output/ (or --out DIR).
 Every setting that differs from the paper is printed in results.md and stated in the README.
@@ -61,14 +62,20 @@ def settings(quick: bool) -> dict:
     if quick:
         return dict(a1_configs=4000, a1_epochs=2, a1_samples=2000, t2_per_level=10, ednn_configs=4000,
                     ednn_epochs=4, curve_L=8, curve_betas=4, curve_sweeps=200, t3_sizes=(16,),
-                    t3_configs=8000, t3_epochs=2, t3_samples=2000, t3_mc_sweeps=200, channels=16)
-    return dict(a1_configs=20000, a1_epochs=6, a1_samples=10000, t2_per_level=50, ednn_configs=40000,
+                    t3_configs=8000, t3_epochs=2, t3_samples=2000, t3_mc_sweeps=200, channels=16,
+                    small_channels=16, small_layers=3)
+    return dict(a1_configs=30000, a1_epochs=8, a1_samples=10000, t2_per_level=50, ednn_configs=40000,
                 ednn_epochs=20, curve_L=16, curve_betas=7, curve_sweeps=1000, t3_sizes=(16, 24),
-                t3_configs=60000, t3_epochs=8, t3_samples=20000, t3_mc_sweeps=1600, channels=16)
+                t3_configs=60000, t3_epochs=8, t3_samples=20000, t3_mc_sweeps=1600, channels=16,
+                small_channels=32, small_layers=4)
 
 
 def train(theory, L, S, *, configs, epochs, algorithm="swendsen-wang", seeds=32, period=2, seed=0):
-    model, info = dcl.train_model(theory, L, configs=configs, arch="pixelcnn", hidden=S["channels"], layers=3,
+    # 8 x 8: a wider and deeper model (its blocks cover the lattice); 16 and 24: the smaller one
+    small = L <= 8
+    model, info = dcl.train_model(theory, L, configs=configs, arch="pixelcnn",
+                                  hidden=S["small_channels"] if small else S["channels"],
+                                  layers=S["small_layers"] if small else 3,
                                   half=2, symmetrize=True, epochs=epochs, batch=128, lr=2e-3, algorithm=algorithm,
                                   seeds=seeds, period=period, seed=seed, progress=False)
     return model, info
