@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import pickle
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,6 +32,7 @@ import torch
 from portable_lattice._checks import positive_float, positive_int
 from portable_lattice.backends.torch_bridge import from_torch, to_torch
 
+from .train import warn_if_trained_otherwise
 from .unet import ARCHITECTURES, GaussianScore
 
 __all__ = ["VESDE", "dsm_loss", "train_score", "em_sample", "flow", "ode_sample", "log_likelihood",
@@ -560,11 +560,6 @@ def load_score_model(path, *, network: str | None = None, expect: dict | None = 
         raise ValueError(f"the weights in {path!s} do not fit the architecture {blob['architecture']}: "
                          f"{str(e).splitlines()[0]}") from e
     meta = blob["metadata"]
-    for key, value in (expect or {}).items():
-        stored = meta.get(key)
-        if stored is None or (isinstance(value, float) and not math.isclose(stored, value, rel_tol=1e-9)) \
-                or (not isinstance(value, float) and stored != value):
-            warnings.warn(f"the diffusion model in {path!s} was trained with {key}={stored!r}, not {key}={value!r}",
-                          UserWarning, stacklevel=2)
+    warn_if_trained_otherwise(meta, expect, f"the diffusion model in {path!s}")
     return model.eval(), meta
 

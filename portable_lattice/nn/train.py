@@ -132,10 +132,15 @@ def load_ensemble(path, expect: dict | None = None):
                              f"{str(e).splitlines()[0]}") from e
         models.append(model.to(next(iter(sd.values())).dtype).eval())
     meta = blob["metadata"]
+    warn_if_trained_otherwise(meta, expect, f"the ensemble in {path!s}")
+    return models, meta
+
+
+def warn_if_trained_otherwise(meta: dict, expect: dict | None, what: str) -> None:
+    """Warn (UserWarning) for every key of ``expect`` whose stored training value differs
+    (floats to a relative 1e-9): a model used at other couplings than it was trained for."""
     for key, value in (expect or {}).items():
         stored = meta.get(key)
         if stored is None or (isinstance(value, float) and not math.isclose(stored, value, rel_tol=1e-9)) \
                 or (not isinstance(value, float) and stored != value):
-            warnings.warn(f"the ensemble in {path!s} was trained with {key}={stored!r}, not {key}={value!r}",
-                          UserWarning, stacklevel=2)
-    return models, meta
+            warnings.warn(f"{what} was trained with {key}={stored!r}, not {key}={value!r}", UserWarning, stacklevel=3)

@@ -36,7 +36,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import positive_float, positive_int
-from ..statistics import Estimate, UnreliableErrorWarning, new_ensemble_id
+from ..statistics import Estimate, UnreliableErrorWarning, _jackknife_error, new_ensemble_id
 
 #: below this Kish effective sample size the importance-weighted error bars are flagged
 MIN_ESS = 100
@@ -77,10 +77,7 @@ def _blocks(n: int, bins: int) -> list[tuple[int, int]]:
 
 
 def _estimate(value: float, replicas: list[float], n: int, label: str) -> Estimate:
-    K = len(replicas)
-    mean = sum(replicas) / K
-    var = (K - 1) / K * sum((r - mean) ** 2 for r in replicas)
-    return Estimate(value, math.sqrt(var), n=n, replicas={label: tuple(replicas)})
+    return Estimate(value, math.sqrt(_jackknife_error(replicas)), n=n, replicas={label: tuple(replicas)})
 
 
 def model_thermodynamics(energy: Any, log_q: Any, beta: float, volume: int, *, bins: int = 100,
