@@ -157,6 +157,8 @@ def _register():
     from portable_lattice._delegation import register_implementation
     register_implementation("cluster_labels", array_api_compat.is_numpy_namespace, scipy_cluster_labels)
     register_implementation("cluster_ids", array_api_compat.is_numpy_namespace, scipy_cluster_ids)
+    from .fused import register as register_fused  # numba kernels for numpy and CPU torch arrays
+    register_fused()
 
 
 _register()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["register_accelerator", "accelerated", "Accelerator", "register_implementation", "implementation",
-           "registered"]
+           "registered", "register_fused", "fused_kernel"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,25 @@ def _with_fallback(fn: Callable, default: Callable) -> Callable:
 def registered(name: str) -> list[Callable[[Any], bool]]:
     """The namespace predicates that have a native ``name`` (for the capabilities table)."""
     return [matches for matches, _ in _IMPLEMENTATIONS.get(name, [])]
+
+
+# --- fused kernels (opt-in: ``fused=True``): one pass over memory, random numbers in registers ---
+_FUSED: dict[str, list[tuple[Callable[[Any], bool], Callable]]] = {}
+
+
+def register_fused(name: str, matches: Callable[[Any], bool], fn: Callable) -> None:
+    """A backend's fused kernel ``name`` for the arrays ``matches(x)`` accepts (namespace and device).
+
+    The kernel takes plain data from the core (a *plan*: the theory's constants, the
+    random stream's key and counter or the drawn numbers) and arrays, never a theory or a
+    sampler: the core decides what is computed, the kernel only how fast.
+    """
+    _FUSED.setdefault(name, []).append((matches, fn))
+
+
+def fused_kernel(name: str, x: Any) -> Callable | None:
+    """The fused kernel ``name`` for the array ``x``, or None where no backend has one."""
+    for matches, fn in _FUSED.get(name, []):
+        if matches(x):
+            return fn
+    return None

@@ -16,6 +16,7 @@ from array_api_compat import array_namespace
 from .._checks import positive_float, positive_int
 from .._delegation import accelerated
 from ..lattice import lattice_axes
+from . import fused
 from .base import FieldState, Info, check_theory_field, metropolis_accept, per_chain
 
 __all__ = ["Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS", "integrate", "HMC"]
@@ -94,16 +95,24 @@ class HMC:
         Integration steps per trajectory, dt = traj_length / n_steps.
     integrator : Integrator or str
         ``"leapfrog"``, ``"omelyan"`` or an :class:`Integrator`.
+    fused : bool
+        Run each trajectory as a fused kernel (:mod:`~portable_lattice.samplers.fused`): one
+        pass over memory per step (gradient, kick and drift together), the Hamiltonian's sums
+        in the last pass; the same momenta and uniforms as this generic path, and the same
+        fields bit for bit (the sums differ in their last bits: another order).
     """
 
     theory: Any
     traj_length: float = 1.0
     n_steps: int = 10
     integrator: Any = LEAPFROG
+    fused: bool = False
 
     def __post_init__(self):
         positive_float("traj_length", self.traj_length)
         positive_int("n_steps", self.n_steps)
+        if not isinstance(self.fused, bool):
+            raise TypeError(f"fused must be True or False, got fused={self.fused!r}")
         if isinstance(self.integrator, str):
             if self.integrator not in INTEGRATORS:
                 raise ValueError(f"integrator must be one of {sorted(INTEGRATORS)}, "
@@ -116,6 +125,9 @@ class HMC:
 
     def init(self, phi: Any) -> FieldState:
         check_theory_field(self.theory, phi)
+        if self.fused:
+            fused.kernel_for("hmc", phi)
+            fused.hmc_plan(self, phi)
         return FieldState(phi=phi, action=self.theory.action(phi), grad=self.theory.grad_action(phi))
 
     def hamiltonian(self, action: Any, p: Any) -> Any:
@@ -149,7 +161,12 @@ class HMC:
         xp = array_namespace(phi)
         p = rng.normal(tuple(phi.shape), phi.dtype)
         u = rng.uniform((phi.shape[0],), phi.dtype)
-        step = accelerated(type(self).propose_and_accept, xp)
-        new_phi, new_action, new_grad, acc, dH = step(self, phi, state.action, state.grad, p, u)
+        if self.fused:
+            kernel = fused.kernel_for("hmc", phi)
+            new_phi, new_action, new_grad, acc, dH = kernel(phi, state.action, state.grad, p, u,
+                                                            fused.hmc_plan(self, phi))
+        else:
+            step = accelerated(type(self).propose_and_accept, xp)
+            new_phi, new_action, new_grad, acc, dH = step(self, phi, state.action, state.grad, p, u)
         return (FieldState(phi=new_phi, action=new_action, grad=new_grad),
                 Info(acceptance=xp.astype(acc, phi.dtype), delta_h=dH, divergent=~xp.isfinite(dH)))

@@ -23,6 +23,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import choice, positive_int
 from ..lattice import Checkerboard, neighbour_table, parity, sublattice_masks, volume
+from . import fused
 from .base import FieldState, Info, SpinState, check_theory_field
 from .rules import EnergyModelUpdate, Site, SurrogateShift
 
@@ -139,13 +140,23 @@ class RandomSiteMetropolis(_Loop):
 @dataclass(frozen=True)
 class CheckerboardMetropolis(_Loop):
     """Checkerboard sweep: every site of one parity at once, then the other; ``hits`` proposals
-    per site before moving to the other parity (multi-hit)."""
+    per site before moving to the other parity (multi-hit).
+
+    ``fused=True`` runs the sweep as one fused kernel (:mod:`~portable_lattice.samplers.fused`;
+    Numba on the CPU, Triton on a GPU), bit-identical to this generic path under the same
+    seed and stream; with the Philox stream the kernel draws its numbers in registers. Asked
+    for where no backend has one, it is a ValueError naming the capability, raised by
+    :meth:`init`.
+    """
 
     hits: int = 1
+    fused: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         positive_int("hits", self.hits)
+        if not isinstance(self.fused, bool):
+            raise TypeError(f"fused must be True or False, got fused={self.fused!r}")
         if self.rule.reports == "changed" and self.hits != 1:
             # the blocked heat bath draws once per site; the masked one would count every redraw
             raise ValueError(f"a heat-bath hit draws the site from its exact conditional distribution, so a "
@@ -157,6 +168,11 @@ class CheckerboardMetropolis(_Loop):
         state = self._init(x)
         if x.shape[1] % 2 or x.shape[1] < 2:
             raise ValueError(f"checkerboard updates need an even L >= 2, got L={x.shape[1]}")
+        if self.fused:
+            xp = array_namespace(x)
+            fused.kernel_for("checkerboard", x)
+            fused.checkerboard_plan(self.theory, self.rule, x, self.hits, _work_dtype(xp, x, self.dtype))
+            fused.check_philox_range(x, 2)
         return state
 
     def _thresholds(self, xp, dim, dev):
@@ -171,7 +187,9 @@ class CheckerboardMetropolis(_Loop):
         dtype = _work_dtype(xp, x, self.dtype)
         ctx = dict(self.rule.prepare(self.theory, x, dtype), dtype=dtype)
         counts = None
-        if self.rule.blocked(self.theory):
+        if self.fused:
+            x, counts = self._fused_step(x, rng, xp, dtype)
+        elif self.rule.blocked(self.theory):
             board = Checkerboard(x.ndim - 1)
             if hasattr(self.rule, "block_tables"):
                 ctx["thresholds"] = self._thresholds(xp, board.dim, device_of(x))
@@ -191,6 +209,23 @@ class CheckerboardMetropolis(_Loop):
                     counts = n if counts is None else counts + n
         hits = self.hits if self.rule.reports == "acceptance" else 1
         return _state(x, self._spins(x)), _info(self.rule, counts, volume(x) * hits)
+
+    def _fused_step(self, x, rng, xp, dtype):
+        plan = fused.checkerboard_plan(self.theory, self.rule, x, self.hits, dtype)
+        kernel = fused.kernel_for("checkerboard", x)
+        # draws per sweep: a normal (two uniforms) and a uniform per hit and parity, or 32 bits
+        per_sweep = (6 if plan["kind"] == "phi4" else 2) * self.hits
+        if fused.uses_philox(rng):
+            stream = fused.stream_plan(rng, per_sweep)
+            x, counts = kernel(x, plan, stream)
+            fused.advance_stream(rng, per_sweep)
+        else:
+            # the generic path's own draws, in its order (parity 0's, then parity 1's)
+            d, L = x.ndim - 1, x.shape[1]
+            half = (x.shape[0], 2 ** (d - 1)) + (L // 2,) * d
+            draws = [self.rule.block_draws(rng, half, dtype, self.hits) for _ in (0, 1)]
+            x, counts = kernel(x, plan, {"stream": "native", "draws": draws})
+        return x, xp.astype(counts, dtype)
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,14 @@ class Phi4:
         g = self.g
         return delta * (grad + delta * ((1.0 - 2.0 * g + 6.0 * g * phi * phi)
                                         + delta * (4.0 * g * phi + g * delta)))
+
+    def local_constants(self) -> dict:
+        """The Python floats :meth:`grad_action_local` and :meth:`local_delta_action` use, for a
+        fused kernel that must round exactly as they do. In their order of evaluation:
+
+        grad = phi * (c1 + (c3 * phi) * phi) - beta * nsum
+        dS = delta * (grad + delta * ((a + (c6 * phi) * phi) + delta * ((c4 * phi) + g * delta)))
+        """
+        g = self.g
+        return {"c1": 2.0 * (1.0 - 2.0 * g), "c3": 4.0 * g, "beta": self.beta, "a": 1.0 - 2.0 * g,
+                "c6": 6.0 * g, "c4": 4.0 * g, "g": g}

@@ -1,0 +1,132 @@
+r"""What a fused kernel is asked to do: plain data from the core, arithmetic in the backend.
+
+A fused kernel (``fused=True`` on :class:`~portable_lattice.samplers.CheckerboardMetropolis`
+and :class:`~portable_lattice.samplers.HMC`) does a whole sweep or trajectory in one pass
+over memory. It is the generic path's twin, held **bit-identical** to it: the same random
+numbers, the same arithmetic in the same order. The core therefore hands it a *plan*:
+
+* the theory's constants in the order its local functions evaluate them
+  (:meth:`Phi4.local_constants`, :meth:`Ising.flip_thresholds`);
+* the random stream: under the Philox stream (:mod:`portable_lattice.philox`) its key and
+  counter, so the kernel draws every number in registers, with the library's own
+  :func:`~portable_lattice.philox.log_unit`, :func:`~portable_lattice.philox.cos_2pi` and
+  :func:`~portable_lattice.philox.sqrt_nonnegative` for the normals; under a backend's native
+  stream the numbers themselves, drawn by the generic path's calls in the generic path's order.
+
+What remains different, and why it does not matter: the acceptance test ``log u < -dS`` uses
+the kernel's logarithm, which may differ from the backend's in the last bit (measured: 0.3%
+of float64 arguments for NumPy's SIMD log); a decision flips only when ``-dS`` falls between
+the two, about once in 10^16 updates in float64 and once in 10^7 or 10^8 in float32. HMC's
+action and kinetic-energy sums run in another order (rounding of order 1e-16 relative in dH).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .._delegation import fused_kernel
+from ..philox import cos_2pi_scalar, log_unit_scalar, sqrt_nonnegative_scalar
+
+__all__ = ["CAPABILITY", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream"]
+
+#: capability names (``backends.capabilities``) of the fused kernels
+CAPABILITY = {"checkerboard": "fused_checkerboard", "hmc": "fused_hmc"}
+#: dimensions the fused kernels are written for
+FUSED_DIMS = (2, 3)
+
+
+def _backend_name(x: Any) -> str:
+    mod = type(x).__module__.split(".")[0]
+    dev = getattr(x, "device", "cpu")
+    return f"{mod} arrays on {dev}"
+
+
+def kernel_for(name: str, x: Any):
+    """The fused kernel ``name`` for ``x``, or a ValueError naming the capability."""
+    fn = fused_kernel(name, x)
+    if fn is None:
+        raise ValueError(f"fused=True: no backend has the capability {CAPABILITY[name]!r} for "
+                         f"{_backend_name(x)} (numpy and torch on the CPU need numba: pip install "
+                         f"'portable-lattice[fast]'; torch and cupy on a GPU need triton); "
+                         f"see portable_lattice.backends.CAPABILITIES")
+    return fn
+
+
+def _check_dim(x: Any) -> int:
+    d = x.ndim - 1
+    if d not in FUSED_DIMS:
+        raise ValueError(f"the fused kernels are written for d in {FUSED_DIMS}, got a {d}-dimensional lattice")
+    return d
+
+
+def _float_name(x: Any, dtype: Any) -> str:
+    name = str(dtype).rsplit(".", 1)[-1]
+    if name not in ("float32", "float64"):
+        raise TypeError(f"fused kernels compute in float32 or float64, got dtype={dtype!r}")
+    return name
+
+
+def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> dict:
+    """The plan of one fused checkerboard sweep (both parities, ``hits`` per site), or a
+    ValueError/TypeError naming what no fused kernel does."""
+    d = _check_dim(x)
+    rname = type(rule).__name__
+    if rname == "GaussianShift" and hasattr(theory, "local_constants"):
+        field = _float_name(x, x.dtype)
+        if _float_name(x, dtype) != field:
+            raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
+        return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
+                "constants": theory.local_constants()}
+    if rname == "SpinFlip" and hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table"):
+        if "int8" not in str(x.dtype):
+            raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
+        return {"kind": "ising", "dim": d, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
+                "offset": 4 * d + 1}
+    raise ValueError(f"no fused checkerboard kernel for the rule {rname} on {type(theory).__name__} (there are "
+                     f"two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
+
+
+def hmc_plan(hmc: Any, phi: Any) -> dict:
+    """The plan of one fused HMC trajectory: the theory's constants and the integrator's
+    whole sequence with its (coefficient x dt) products, computed as the generic path does."""
+    d = _check_dim(phi)
+    if not hasattr(hmc.theory, "local_constants"):
+        raise ValueError(f"the fused HMC trajectory is written for Phi4, got {type(hmc.theory).__name__}")
+    seq = hmc.integrator.sequence(hmc.n_steps)
+    return {"kind": "hmc", "dim": d, "dtype": _float_name(phi, phi.dtype),
+            "constants": hmc.theory.local_constants(), "constant_per_site": hmc.theory.constant_per_site,
+            "sequence": [(kind, c * hmc.dt) for kind, c in seq]}
+
+
+def _philox(rng: Any) -> bool:
+    return getattr(rng, "kind", None) == "philox4x32-10"
+
+
+def stream_plan(rng: Any, draws_per_sweep: int) -> dict:
+    """Under the Philox stream: its key and the counter of the sweep's first draw."""
+    if not _philox(rng):
+        return {"stream": "native"}
+    if rng.draws + draws_per_sweep > 2 ** 32:
+        raise ValueError(f"the Philox counter range is exhausted: draw {rng.draws} + {draws_per_sweep}")
+    # the library's own log, cos and sqrt as scalar functions: a kernel compiles these, so its
+    # normals are the generic path's bit for bit
+    return {"stream": "philox", "key": (int(rng.k0), int(rng.k1)), "draw": int(rng.draws),
+            "normal_math": (log_unit_scalar, cos_2pi_scalar, sqrt_nonnegative_scalar)}
+
+
+def advance_stream(rng: Any, draws: int) -> None:
+    """Move the Philox counter past the draws a fused sweep made in registers."""
+    rng.draws += draws
+
+
+def uses_philox(rng: Any) -> bool:
+    return _philox(rng)
+
+
+def check_philox_range(x: Any, per_site_words: int) -> None:
+    """A chain's draw must fit the 32-bit block counter (4 words per block)."""
+    n = 1
+    for s in x.shape[1:]:
+        n *= int(s)
+    if x.shape[0] > 2 ** 32 or n * per_site_words > 4 * 2 ** 32:
+        raise ValueError(f"a lattice of shape {tuple(x.shape)} is beyond the Philox counter range "
+                         f"(2^32 chains, 2^34 words per chain and draw)")
