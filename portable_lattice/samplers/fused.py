@@ -59,7 +59,7 @@ def _check_dim(x: Any) -> int:
 
 
 def _float_name(x: Any, dtype: Any) -> str:
-    name = str(dtype).rsplit(".", 1)[-1]
+    name = dtype if isinstance(dtype, str) else (getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1])
     if name not in ("float32", "float64"):
         raise TypeError(f"fused kernels compute in float32 or float64, got dtype={dtype!r}")
     return name
