@@ -505,7 +505,66 @@ def diffusion_checks(backend: str, device: str | None = None) -> list[Check]:
 
 
 #: check families run once per backend besides the cases (looked up by name when run)
-_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks", "upscale_checks", "dcl_checks", "diffusion_checks")
+_EXTRAS = ("hmc_integrator_checks", "pem_oracle_checks", "upscale_checks", "dcl_checks", "diffusion_checks",
+           "fused_checks")
+
+
+def fused_checks(backend: str, device: str | None = None) -> list[Check]:
+    """The fused kernels (``fused=True``) where the backend has them (none: no checks).
+
+    Exact values: the free field (checkerboard, Philox stream; HMC, native stream) and the
+    4x4 Ising model by enumeration (native stream); each run takes its own seed, so these are
+    tests independent of the generic cases. Bit identity: three sweeps (trajectories) of the
+    fused and the generic path from the same seed under the Philox stream must give the same
+    configuration.
+    """
+    from portable_lattice._delegation import fused_kernel
+    from portable_lattice.philox import PhiloxGenerator
+    from portable_lattice.samplers import CheckerboardMetropolis, GaussianShift, SpinFlip
+
+    from .exact_spins import enumerate_model
+
+    be = get_backend(backend, device)
+    probe = be.rng(0).normal((1, 4, 4), be.xp.float64)
+    if fused_kernel("checkerboard", probe) is None:
+        return []
+    out: list[Check] = []
+    free = Phi4.from_beta_g(0.3, 0.0)
+    runs = [("fused-free-2d-checkerboard", free, "checkerboard", {"step": 1.5, "fused": True}, "philox",
+             exact.free_field(0.3, 8, 2), ("phi2", "chi"), 8),
+            ("fused-free-2d-hmc", free, "hmc", {"traj_length": 1.0, "n_steps": 8, "fused": True}, "native",
+             exact.free_field(0.3, 8, 2), ("phi2", "chi", "exp_minus_dh"), 8),
+            ("fused-ising-4x4-checkerboard", Ising(0.4), "checkerboard", {"fused": True}, "native",
+             enumerate_model("ising", 0.4, 4, 2), ("energy", "m2", "binder"), 4)]
+    for name, theory, algorithm, knobs, stream, ref, observables, L in runs:
+        r = simulate(theory, L=L, algorithm=algorithm, backend=backend, device=device, chains=16, therm=200,
+                     sweeps=1500, seed=2468, stream=stream, progress=False, **knobs)
+        for obs in observables:
+            target = 1.0 if obs == "exp_minus_dh" else ref[obs]
+            est = r.observables[obs]
+            out.append(Check(name, backend, obs, "exact", est.value, est.error, target, z=est.z(target)))
+    xp = be.xp
+    identity = [("phi4-checkerboard", Phi4.from_beta_g(0.5, 0.1), lambda f: CheckerboardMetropolis(
+                    Phi4.from_beta_g(0.5, 0.1), GaussianShift(1.2), hits=2, fused=f), "field"),
+                ("ising-checkerboard", Ising(0.44), lambda f: CheckerboardMetropolis(Ising(0.44), SpinFlip(), fused=f),
+                 "spins"),
+                ("phi4-hmc", Phi4.from_beta_g(0.5, 0.1), lambda f: HMC(Phi4.from_beta_g(0.5, 0.1), 1.0, 5, fused=f),
+                 "field")]
+    for name, theory, make, fam in identity:
+        gen = PhiloxGenerator(xp, 99, be.device)
+        x0 = gen.normal((4, 8, 8), xp.float64) if fam == "field" else theory.random(gen, (4, 8, 8), xp.float64)
+        configs = []
+        for f in (False, True):
+            rng = PhiloxGenerator(xp, 7, be.device)
+            kernel = make(f)
+            state = kernel.init(x0)
+            for _ in range(3):
+                state, _ = kernel.step(state, rng)
+            configs.append(be.to_numpy(state.config))
+        same = bool(np.array_equal(configs[0], configs[1]))
+        out.append(Check(f"fused-identity-{name}", backend, "configuration", "fused", float(same), 0.0, 1.0,
+                         passed=same, detail="fused == generic after 3 sweeps, same seed, Philox stream"))
+    return out
 
 
 def _job(kind: str, what: str, backend: str, device: str | None, quick: bool):

@@ -42,7 +42,7 @@ MODEL_FLAGS = {"phi4": {"beta", "g", "kappa", "lam"}, "ising": {"beta", "J", "h"
                "clock": {"beta", "J", "q"}, "ea": {"beta", "couplings", "couplings_seed"}}
 #: algorithm knob -> argparse dest
 KNOB_FLAGS = {"step": "step", "hits": "hits", "dt": "dt", "n_steps": "n_steps", "traj_length": "traj_length",
-              "integrator": "integrator"}
+              "integrator": "integrator", "fused": "fused"}
 
 
 def _flag(dest: str) -> str:
@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     alg.add_argument("--n-steps", type=int, help="phi4 hmc: integration steps (default 10)")
     alg.add_argument("--traj-length", type=float, help="phi4 hmc: trajectory length (default 1.0)")
     alg.add_argument("--integrator", choices=["leapfrog", "omelyan"], help="phi4 hmc (default leapfrog)")
+    alg.add_argument("--fused", action="store_true", default=None,
+                     help="checkerboard (phi4, ising) and hmc: one fused kernel per sweep or trajectory, "
+                          "bit-identical to the generic path (numba on the CPU: the 'fast' extra)")
     run = sim.add_argument_group("run")
     _run_flags(run)
     run.add_argument("--dtype", default="float64", choices=["float32", "float64"],

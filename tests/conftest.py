@@ -23,6 +23,8 @@ def pytest_configure(config):
     """One torch thread per pytest-xdist worker: the workers already fill the cores, and torch's
     spinning intra-op threads on an oversubscribed machine make small models 10-30x slower."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        # numba's threads likewise (read when numba is first imported)
+        os.environ.setdefault("NUMBA_NUM_THREADS", "1")
         try:
             import torch
         except ImportError:

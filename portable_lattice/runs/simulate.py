@@ -43,17 +43,21 @@ def _spin_rule(theory):
 _FIELD: dict[str, tuple[Callable, dict]] = {
     "metropolis": (lambda t, k: RandomSiteMetropolis(t, GaussianShift(**_pick(k, "step_size"))),
                    {"step": (GaussianShift, "step_size")}),
-    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, GaussianShift(**_pick(k, "step_size")), **_pick(k, "hits")),
-                     {"step": (GaussianShift, "step_size"), "hits": (CheckerboardMetropolis, "hits")}),
-    "hmc": (lambda t, k: HMC(t, **_pick(k, "traj_length", "n_steps", "integrator")),
-            {"n_steps": (HMC, "n_steps"), "traj_length": (HMC, "traj_length"), "integrator": (HMC, "integrator")}),
+    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, GaussianShift(**_pick(k, "step_size")),
+                                                         **_pick(k, "hits", "fused")),
+                     {"step": (GaussianShift, "step_size"), "hits": (CheckerboardMetropolis, "hits"),
+                      "fused": (CheckerboardMetropolis, "fused")}),
+    "hmc": (lambda t, k: HMC(t, **_pick(k, "traj_length", "n_steps", "integrator", "fused")),
+            {"n_steps": (HMC, "n_steps"), "traj_length": (HMC, "traj_length"), "integrator": (HMC, "integrator"),
+             "fused": (HMC, "fused")}),
     "langevin": (lambda t, k: Langevin(t, **_pick(k, "dt")), {"dt": (Langevin, "dt")}),
     "mala": (lambda t, k: MALA(t, **_pick(k, "dt")), {"dt": (MALA, "dt")}),
 }
 _SPINS: dict[str, tuple[Callable, dict]] = {
     # the random-site single-spin update of Eq. 7 of [DCL]
     "metropolis": (lambda t, k: RandomSiteMetropolis(t, _spin_rule(t), dtype=k["dtype"]), {}),
-    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, _spin_rule(t), dtype=k["dtype"]), {}),
+    "checkerboard": (lambda t, k: CheckerboardMetropolis(t, _spin_rule(t), dtype=k["dtype"], **_pick(k, "fused")),
+                     {"fused": (CheckerboardMetropolis, "fused")}),
     "heatbath": (lambda t, k: CheckerboardMetropolis(t, HeatBath(), dtype=k["dtype"]), {}),
     "swendsen-wang": (lambda t, k: SwendsenWang(t), {}),
     "wolff": (lambda t, k: Wolff(t), {}),
@@ -100,6 +104,8 @@ def _check_knobs(theory: Any, algorithm: str, knobs: dict) -> dict:
             positive_int(name, knobs[name])
     if "integrator" in knobs:
         choice("integrator", knobs["integrator"], INTEGRATORS)
+    if "fused" in knobs and not isinstance(knobs["fused"], bool):
+        raise TypeError(f"fused must be True or False, got fused={knobs['fused']!r}")
     return dict(knob_defaults(theory, algorithm), **knobs)
 
 
@@ -191,7 +197,10 @@ def simulate(theory: Any, *, L: int, dim: int = 2, algorithm: str | None = None,
         Swendsen-Wang chains are then identical across backends).
     **knobs
         The algorithm's knobs (:data:`KNOBS`): step, hits, dt, n_steps,
-        traj_length, integrator. A knob the algorithm does not take is an error.
+        traj_length, integrator, fused. A knob the algorithm does not take is an error.
+        ``fused=True`` (checkerboard for phi^4 and Ising, hmc) runs each sweep or
+        trajectory as one fused kernel (Numba on the CPU, the ``fast`` extra),
+        bit-identical to the generic path under the same seed and stream.
 
     Returns
     -------
