@@ -110,12 +110,13 @@ def _phi4_kernels(normal64, f32: bool):
     tofloat, uniform = (_to32, _uniform32) if f32 else (_to64, _uniform64)
 
     @nb.njit(parallel=True)
-    def sweep2(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts):
+    def sweep2(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts,
+               nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
         for task in nb.prange(C * L):
             c, x0 = task // L, task % L
-            xu, xd = (x0 + 1) % L, (x0 - 1) % L
+            xu, xd = nxt[x0], prv[x0]
             start = (p + x0) & 1
             b = bidx[(x0 & 1) * 2 + start]
             base = (b * h + (x0 >> 1)) * h
@@ -124,14 +125,14 @@ def _phi4_kernels(normal64, f32: bool):
                 X1 = x1 >> 1
                 i = base + X1
                 x = phi[c, x0, x1]
-                nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, (x1 + 1) % L] + phi[c, x0, (x1 - 1) % L])
+                nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, nxt[x1]] + phi[c, x0, prv[x1]])
                 for t in range(hits):
                     if philox:
                         dr = draw0 + 3 * (p * hits + t)
                         delta = step * tofloat(normal64(i, dr, c, k0, k1))
                         u = uniform(i, dr + 2, c, k0, k1)
                     else:
-                        delta = deltas[t, c, b, x0 >> 1, X1]
+                        delta = step * deltas[t, c, b, x0 >> 1, X1]
                         u = us[t, c, b, x0 >> 1, X1]
                     grad = x * (c1 + (c3 * x) * x) - beta * nsum
                     dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
@@ -142,13 +143,14 @@ def _phi4_kernels(normal64, f32: bool):
             counts[c, x0] += n
 
     @nb.njit(parallel=True)
-    def sweep3(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts):
+    def sweep3(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts,
+               nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
         for task in nb.prange(C * L * L):
             c, r = task // (L * L), task % (L * L)
             x0, x1 = r // L, r % L
-            x0u, x0d, x1u, x1d = (x0 + 1) % L, (x0 - 1) % L, (x1 + 1) % L, (x1 - 1) % L
+            x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
             start = (p + x0 + x1) & 1
             b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
             base = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
@@ -158,14 +160,14 @@ def _phi4_kernels(normal64, f32: bool):
                 i = base + X2
                 x = phi[c, x0, x1, x2]
                 nsum = ((phi[c, x0u, x1, x2] + phi[c, x0d, x1, x2]) + (phi[c, x0, x1u, x2] + phi[c, x0, x1d, x2])) \
-                    + (phi[c, x0, x1, (x2 + 1) % L] + phi[c, x0, x1, (x2 - 1) % L])
+                    + (phi[c, x0, x1, nxt[x2]] + phi[c, x0, x1, prv[x2]])
                 for t in range(hits):
                     if philox:
                         dr = draw0 + 3 * (p * hits + t)
                         delta = step * tofloat(normal64(i, dr, c, k0, k1))
                         u = uniform(i, dr + 2, c, k0, k1)
                     else:
-                        delta = deltas[t, c, b, x0 >> 1, x1 >> 1, X2]
+                        delta = step * deltas[t, c, b, x0 >> 1, x1 >> 1, X2]
                         u = us[t, c, b, x0 >> 1, x1 >> 1, X2]
                     grad = x * (c1 + (c3 * x) * x) - beta * nsum
                     dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
@@ -179,60 +181,75 @@ def _phi4_kernels(normal64, f32: bool):
 
 
 # --- Ising checkerboard -----------------------------------------------------------------------
+@nb.njit(inline="always", cache=True)
+def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1, draw, c, bits_row, T, off, nxt, prv):
+    """One row of a parity: Metropolis flips of sites x1 = 2 X1 + start, X1 < h; returns the
+    accepted count. ``extra`` holds the d > 2 neighbour sums per X1 (n_extra = 0 in 2d).
+    Under Philox with one hit, four consecutive sites share one block (it is computed once)."""
+    n = 0
+    cur = np.int64(-1)
+    w0 = w1 = w2 = w3 = np.uint64(0)
+    for X1 in range(h):
+        x1 = 2 * X1 + start
+        sx = np.int32(row[x1])
+        nsum = (np.int32(up[x1]) + dn[x1]) + (np.int32(row[nxt[x1]]) + row[prv[x1]])
+        if n_extra:
+            nsum += extra[X1]
+        for t in range(hits):
+            if philox:
+                i = base + X1
+                if hits == 1:
+                    if (i >> 2) != cur:
+                        cur = i >> 2
+                        w0, w1, w2, w3 = _philox(np.uint64(cur), np.uint64(draw), np.uint64(c), np.uint64(0), k0, k1)
+                    j = i & 3
+                    w = w0 if j == 0 else (w1 if j == 1 else (w2 if j == 2 else w3))
+                else:
+                    w = _word32(i, draw + t, c, k0, k1)
+                b = np.int64(w) - 2147483648
+            else:
+                b = np.int64(bits_row[t, X1])
+            acc = np.int32(b <= T[2 * nsum + sx + off])
+            sx = sx * (1 - 2 * acc)  # a flip without a branch: accepted half the time near T_c
+            n += acc
+        row[x1] = sx
+    return n
+
+
 @nb.njit(parallel=True, cache=True)
-def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts):
+def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
+    extra = np.zeros(1, dtype=np.int32)
     for task in nb.prange(C * L):
         c, x0 = task // L, task % L
-        xu, xd = (x0 + 1) % L, (x0 - 1) % L
         start = (p + x0) & 1
         b = bidx[(x0 & 1) * 2 + start]
         base = (b * h + (x0 >> 1)) * h
-        n = 0
-        for x1 in range(start, L, 2):
-            X1 = x1 >> 1
-            sx = np.int64(s[c, x0, x1])
-            nsum = (np.int64(s[c, xu, x1]) + s[c, xd, x1]) + (np.int64(s[c, x0, (x1 + 1) % L]) + s[c, x0, (x1 - 1) % L])
-            for t in range(hits):
-                if philox:
-                    w = np.int64(_word32(base + X1, draw0 + p * hits + t, c, k0, k1)) - 2147483648
-                else:
-                    w = np.int64(bits[t, c, b, x0 >> 1, X1])
-                if w <= T[2 * nsum + sx + off]:
-                    sx = -sx
-                    n += 1
-            s[c, x0, x1] = sx
-        counts[c, x0] += n
+        bits_row = bits[:, c, b, x0 >> 1] if not philox else bits[:, 0, 0, 0]
+        counts[c, x0] += _flip_row(s[c, x0], s[c, nxt[x0]], s[c, prv[x0]], extra, 0, start, h, base, hits, philox,
+                                   k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
 
 
 @nb.njit(parallel=True, cache=True)
-def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts):
+def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
     for task in nb.prange(C * L * L):
         c, r = task // (L * L), task % (L * L)
         x0, x1 = r // L, r % L
-        x0u, x0d, x1u, x1d = (x0 + 1) % L, (x0 - 1) % L, (x1 + 1) % L, (x1 - 1) % L
         start = (p + x0 + x1) & 1
         b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
         base = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
-        n = 0
-        for x2 in range(start, L, 2):
-            X2 = x2 >> 1
-            sx = np.int64(s[c, x0, x1, x2])
-            nsum = np.int64(s[c, x0u, x1, x2]) + s[c, x0d, x1, x2] + s[c, x0, x1u, x2] + s[c, x0, x1d, x2] \
-                + s[c, x0, x1, (x2 + 1) % L] + s[c, x0, x1, (x2 - 1) % L]
-            for t in range(hits):
-                if philox:
-                    w = np.int64(_word32(base + X2, draw0 + p * hits + t, c, k0, k1)) - 2147483648
-                else:
-                    w = np.int64(bits[t, c, b, x0 >> 1, x1 >> 1, X2])
-                if w <= T[2 * nsum + sx + off]:
-                    sx = -sx
-                    n += 1
-            s[c, x0, x1, x2] = sx
-        counts[c, r] += n
+        # the sums over the two outer axes' neighbours, then the row along the last axis
+        extra = np.empty(h, dtype=np.int32)
+        a0, a1, a2, a3 = s[c, nxt[x0], x1], s[c, prv[x0], x1], s[c, x0, nxt[x1]], s[c, x0, prv[x1]]
+        for X2 in range(h):
+            x2 = 2 * X2 + start
+            extra[X2] = (np.int32(a2[x2]) + a3[x2])
+        bits_row = bits[:, c, b, x0 >> 1, x1 >> 1] if not philox else bits[:, 0, 0, 0, 0]
+        counts[c, r] += _flip_row(s[c, x0, x1], a0, a1, extra, 1, start, h, base, hits, philox,
+                                  k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
 
 
 def _block_index(d: int) -> np.ndarray:
@@ -245,6 +262,12 @@ def _block_index(d: int) -> np.ndarray:
         for j, k in enumerate(members):
             out[k] = j
     return out
+
+
+def _neighbours(L: int):
+    """x + 1 and x - 1 on the ring of L sites: a load where a modulo would cost a division."""
+    i = np.arange(L, dtype=np.int64)
+    return (i + 1) % L, (i - 1) % L
 
 
 def _host(x):
@@ -268,6 +291,7 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
     out = np.array(host, copy=True)
     counts = np.zeros((out.shape[0], out.shape[1] ** (d - 1)), dtype=np.int64)
     bidx = _block_index(d)
+    nxt, prv = _neighbours(out.shape[1])
     philox = stream["stream"] == "philox"
     k0, k1 = (np.uint64(v) for v in stream["key"]) if philox else (np.uint64(0), np.uint64(0))
     draw0 = int(stream.get("draw", 0))
@@ -284,13 +308,14 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
             else:
                 dl, ul = stream["draws"][p]
                 deltas, us = _stack(dl, ft), _stack(ul, ft)
-            kernel(out, p, hits, philox, k0, k1, draw0, deltas, us, bidx, ft(plan["step_size"]), *consts, counts)
+            kernel(out, p, hits, philox, k0, k1, draw0, deltas, us, bidx, ft(plan["step_size"]), *consts, counts,
+                   nxt, prv)
     else:
         T = np.asarray(plan["thresholds"], dtype=np.int64)
         kernel = _ising2 if d == 2 else _ising3
         for p in (0, 1):
             bits = np.zeros((1,) + half, dtype=np.int32) if philox else _stack(stream["draws"][p], np.int32)
-            kernel(out, p, hits, philox, k0, k1, draw0, bits, bidx, T, plan["offset"], counts)
+            kernel(out, p, hits, philox, k0, k1, draw0, bits, bidx, T, plan["offset"], counts, nxt, prv)
     return back(out), back(counts.sum(axis=1))
 
 
@@ -308,18 +333,18 @@ def _grad(x, nsum, c1, c3, beta):
 
 
 @nb.njit(parallel=True, cache=True)
-def _hmc_pass2(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out):
+def _hmc_pass2(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out, nxt, prv):
     """Per site: the gradient at ``src`` (or ``grad_in``), p -= ck grad, then dst = src + cd p."""
     C, L = src.shape[0], src.shape[1]
     for task in nb.prange(C * L):
         c, x0 = task // L, task % L
-        xu, xd = (x0 + 1) % L, (x0 - 1) % L
+        xu, xd = nxt[x0], prv[x0]
         for x1 in range(L):
             x = src[c, x0, x1]
             if use_grad_in:
                 g = grad_in[c, x0, x1]
             else:
-                nsum = ((src[c, xu, x1] + src[c, xd, x1]) + src[c, x0, (x1 + 1) % L]) + src[c, x0, (x1 - 1) % L]
+                nsum = ((src[c, xu, x1] + src[c, xd, x1]) + src[c, x0, nxt[x1]]) + src[c, x0, prv[x1]]
                 g = _grad(x, nsum, c1, c3, beta)
             q = pm[c, x0, x1] - ck * g
             pm[c, x0, x1] = q
@@ -330,19 +355,19 @@ def _hmc_pass2(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, 
 
 
 @nb.njit(parallel=True, cache=True)
-def _hmc_pass3(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out):
+def _hmc_pass3(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out, nxt, prv):
     C, L = src.shape[0], src.shape[1]
     for task in nb.prange(C * L * L):
         c, r = task // (L * L), task % (L * L)
         x0, x1 = r // L, r % L
-        x0u, x0d, x1u, x1d = (x0 + 1) % L, (x0 - 1) % L, (x1 + 1) % L, (x1 - 1) % L
+        x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
         for x2 in range(L):
             x = src[c, x0, x1, x2]
             if use_grad_in:
                 g = grad_in[c, x0, x1, x2]
             else:
                 nsum = ((((src[c, x0u, x1, x2] + src[c, x0d, x1, x2]) + src[c, x0, x1u, x2]) + src[c, x0, x1d, x2])
-                        + src[c, x0, x1, (x2 + 1) % L]) + src[c, x0, x1, (x2 - 1) % L]
+                        + src[c, x0, x1, nxt[x2]]) + src[c, x0, x1, prv[x2]]
                 g = _grad(x, nsum, c1, c3, beta)
             q = pm[c, x0, x1, x2] - ck * g
             pm[c, x0, x1, x2] = q
@@ -353,17 +378,17 @@ def _hmc_pass3(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, 
 
 
 @nb.njit(parallel=True, cache=True)
-def _energies2(phi, pm, a, g, beta, out):
+def _energies2(phi, pm, a, g, beta, out, nxt):
     """Per chain and row: sum of the action density and of p^2 / 2."""
     C, L = phi.shape[0], phi.shape[1]
     for task in nb.prange(C * L):
         c, x0 = task // L, task % L
-        xu = (x0 + 1) % L
+        xu = nxt[x0]
         s, k = 0.0, 0.0
         for x1 in range(L):
             x = phi[c, x0, x1]
             x2 = x * x
-            s += (a * x2 + (g * x2) * x2) - (beta * x) * (phi[c, xu, x1] + phi[c, x0, (x1 + 1) % L])
+            s += (a * x2 + (g * x2) * x2) - (beta * x) * (phi[c, xu, x1] + phi[c, x0, nxt[x1]])
             q = pm[c, x0, x1]
             k += q * q
         out[c, x0, 0] = s
@@ -371,18 +396,18 @@ def _energies2(phi, pm, a, g, beta, out):
 
 
 @nb.njit(parallel=True, cache=True)
-def _energies3(phi, pm, a, g, beta, out):
+def _energies3(phi, pm, a, g, beta, out, nxt):
     C, L = phi.shape[0], phi.shape[1]
     for task in nb.prange(C * L * L):
         c, r = task // (L * L), task % (L * L)
         x0, x1 = r // L, r % L
-        x0u, x1u = (x0 + 1) % L, (x1 + 1) % L
+        x0u, x1u = nxt[x0], nxt[x1]
         s, k = 0.0, 0.0
         for x2 in range(L):
             x = phi[c, x0, x1, x2]
             xx = x * x
             s += (a * xx + (g * xx) * xx) - (beta * x) * ((phi[c, x0u, x1, x2] + phi[c, x0, x1u, x2])
-                                                           + phi[c, x0, x1, (x2 + 1) % L])
+                                                           + phi[c, x0, x1, nxt[x2]])
             q = pm[c, x0, x1, x2]
             k += q * q
         out[c, r, 0] = s
@@ -402,7 +427,8 @@ def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     seq = plan["sequence"]  # kick, drift, kick, ..., kick
     V = h_phi[0].size
     parts = np.zeros((h_phi.shape[0], h_phi.shape[1] ** (d - 1), 2), dtype=np.float64)
-    energies(h_phi, h_p, a, g, beta, parts)
+    nxt, prv = _neighbours(h_phi.shape[1])
+    energies(h_phi, h_p, a, g, beta, parts, nxt)
     kinetic0 = parts[..., 1].sum(axis=1)
     pm = np.array(h_p, dtype=ft, copy=True)
     src, dst = np.array(h_phi, copy=True), np.empty_like(h_phi)
@@ -410,11 +436,11 @@ def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     first = True
     for j in range(0, len(seq) - 1, 2):
         ck, cd = ft(seq[j][1]), ft(seq[j + 1][1])
-        run(src, dst, pm, h_grad, first, ck, cd, True, c1, c3, beta, grad_out)
+        run(src, dst, pm, h_grad, first, ck, cd, True, c1, c3, beta, grad_out, nxt, prv)
         src, dst = dst, src
         first = False
-    run(src, dst, pm, h_grad, first, ft(seq[-1][1]), ft(0.0), False, c1, c3, beta, grad_out)
-    energies(src, pm, a, g, beta, parts)
+    run(src, dst, pm, h_grad, first, ft(seq[-1][1]), ft(0.0), False, c1, c3, beta, grad_out, nxt, prv)
+    energies(src, pm, a, g, beta, parts, nxt)
     new_action = (parts[..., 0].sum(axis=1) + plan["constant_per_site"] * V).astype(ft)
     dH = (new_action + parts[..., 1].sum(axis=1)) - (h_action.astype(np.float64) + kinetic0)
     dH = dH.astype(ft)

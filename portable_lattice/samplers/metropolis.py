@@ -220,10 +220,18 @@ class CheckerboardMetropolis(_Loop):
             x, counts = kernel(x, plan, stream)
             fused.advance_stream(rng, per_sweep)
         else:
-            # the generic path's own draws, in its order (parity 0's, then parity 1's)
+            # the generic path's own draws, in its order (parity 0's, then parity 1's; per hit a
+            # normal, then a uniform); the kernel scales the normals by the step itself, as
+            # the rule does (one pass over memory fewer)
             d, L = x.ndim - 1, x.shape[1]
             half = (x.shape[0], 2 ** (d - 1)) + (L // 2,) * d
-            draws = [self.rule.block_draws(rng, half, dtype, self.hits) for _ in (0, 1)]
+            if plan["kind"] == "phi4":
+                draws = []
+                for _ in (0, 1):
+                    pairs = [(rng.normal(half, dtype), rng.uniform(half, dtype)) for _ in range(self.hits)]
+                    draws.append(([z for z, _ in pairs], [u for _, u in pairs]))
+            else:
+                draws = [self.rule.block_draws(rng, half, dtype, self.hits) for _ in (0, 1)]
             x, counts = kernel(x, plan, {"stream": "native", "draws": draws})
         return x, xp.astype(counts, dtype)
 
