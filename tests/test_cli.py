@@ -20,7 +20,8 @@ def test_json_output_schema(capsys):
         assert {"value", "error", "tau_int"} <= set(out["observables"][name])
     assert out["timing"]["site_updates_per_second"] > 0
     # the JSON reproduces its run: sizes, resolved knobs, library version
-    assert out["therm"] == 10 and out["knobs"] == {"n_steps": 10, "traj_length": 1.0, "integrator": "leapfrog"}
+    assert out["therm"] == 10 and out["knobs"] == {"n_steps": 10, "traj_length": 1.0, "integrator": "leapfrog",
+                                                "fused": False}
     assert out["version"]
 
 
