@@ -46,6 +46,23 @@ CAPABILITIES: dict[str, dict[str, object]] = {
         "cupy": (None, "no tracing compiler for CuPy arrays"),
         "array_api_strict": (None, "a test backend"),
     },
+    "fused_checkerboard": {
+        "numpy": "Numba @njit(parallel=True): both parities in place, phi^4 and Ising (pip install "
+                 "'portable-lattice[fast]')",
+        "torch:cpu": "the Numba kernel through zero-copy NumPy views",
+        "torch:cuda": "Triton: one launch per parity, Philox numbers in registers (triton ships with torch's "
+                      "CUDA builds)",
+        "cupy": "the Triton kernel on zero-copy torch views (torch.as_tensor of the CUDA array interface), "
+                "where torch with CUDA and triton are installed",
+        "array_api_strict": (None, "a test backend: the generic path is what it checks"),
+    },
+    "fused_hmc": {
+        "numpy": "Numba @njit(parallel=True): one pass per integration step",
+        "torch:cpu": "the Numba kernel through zero-copy NumPy views",
+        "torch:cuda": "Triton: one launch per integration step, the Hamiltonian's sums in the first and last",
+        "cupy": "the Triton kernel on zero-copy torch views, where torch with CUDA and triton are installed",
+        "array_api_strict": (None, "a test backend: the generic path is what it checks"),
+    },
     "inplace_site_writes": {
         "numpy": "array-api-extra's at(...).set: O(1) per random-site update",
         "torch:cpu": "array-api-extra's at(...).set",
