@@ -1,13 +1,20 @@
-"""The Triton fused kernels, run by Triton's interpreter on CPU tensors (no GPU needed): each is
-bit-identical to the generic path under the same seed and stream, through the samplers' own
-fused code path (the kernel lookup is pointed at the Triton kernels)."""
-import os
+"""The Triton fused kernels are bit-identical to the generic paths under the same seed and
+stream, through the samplers' own fused code path.
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported, anywhere
+Without a GPU they run under Triton's interpreter on CPU tensors (the kernel lookup is pointed
+at them). Triton decides interpreted or compiled once per process, when it is imported (its own
+library functions are decorated then), so this module sets TRITON_INTERPRET=1 before importing
+it, unless triton is already loaded compiled or a CUDA GPU is present: there the same tests run
+on CUDA tensors through the registered (compiled) kernels, their ids naming 'cuda'.
+"""
+import os
+import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
+if "triton" not in sys.modules and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton")
 
 from portable_lattice.backends import get_backend  # noqa: E402
@@ -17,27 +24,30 @@ from portable_lattice.samplers import fused as fused_core  # noqa: E402
 from portable_lattice.samplers.rules import GaussianShift, SpinFlip  # noqa: E402
 from portable_lattice.theories import Ising, Phi4  # noqa: E402
 
-if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
-    pytest.skip("these tests drive Triton's interpreter on CPU tensors: TRITON_INTERPRET=1 must be set "
-                "before triton is imported (it was imported without it)", allow_module_level=True)
+from portable_lattice.backends.fused import triton_kernels as tk  # noqa: E402
 
-from backends.fused import triton_kernels as tk  # noqa: E402
-
-BE = get_backend("torch")
+if not tk.INTERPRETED and not torch.cuda.is_available():
+    pytest.skip("triton was imported compiled and there is no CUDA GPU: set TRITON_INTERPRET=1 before "
+                "triton is imported to run these tests in its interpreter", allow_module_level=True)
+DEVICE = "interpret" if tk.INTERPRETED else "cuda"
+BE = get_backend("torch", None if tk.INTERPRETED else "cuda")
 XP = BE.xp
 TRITON = {"checkerboard": tk.checkerboard_sweep, "hmc": tk.hmc_trajectory}
 
 
-@pytest.fixture
-def triton_kernels(monkeypatch):
-    """Point the samplers' kernel lookup at the Triton kernels (CPU tensors, interpreted); the
-    calls are counted, so a test knows the Triton kernel ran."""
+@pytest.fixture(params=[DEVICE])
+def triton_kernels(request, monkeypatch):
+    """Point the samplers' kernel lookup at the Triton kernels (CPU tensors, interpreted) or check
+    that it finds them (CUDA); the calls are counted, so a test knows a Triton kernel ran."""
     calls = []
+    registered = fused_core.kernel_for
 
     def kernel_for(name, x):
+        fn = TRITON[name] if tk.INTERPRETED else registered(name, x)
+
         def call(*args):
             calls.append(name)
-            return TRITON[name](*args)
+            return fn(*args)
         return call
 
     monkeypatch.setattr(fused_core, "kernel_for", kernel_for)
@@ -46,7 +56,7 @@ def triton_kernels(monkeypatch):
 
 
 def _rng(stream, seed):
-    return PhiloxGenerator(XP, seed) if stream == "philox" else BE.rng(seed)
+    return PhiloxGenerator(XP, seed, BE.device) if stream == "philox" else BE.rng(seed)
 
 
 def _run(kernel, x, rng, n):
@@ -56,12 +66,13 @@ def _run(kernel, x, rng, n):
     return st, info
 
 
-def test_in_register_philox_words_equal_the_generators():
+@pytest.mark.parametrize("dev", [DEVICE])
+def test_in_register_philox_words_equal_the_generators(dev):
     key, draw, chain, n = (0x89ABCDEF, 0x01234567), 7, 3, 40
     i = torch.arange(n, dtype=torch.int64)
     w = philox4x32(i // 4, torch.tensor(draw), torch.tensor(chain), torch.tensor(0), *key)
     want = torch.stack(w)[i % 4, i]
-    assert torch.equal(tk.philox_words(n, draw, chain, key), want)
+    assert torch.equal(tk.philox_words(n, draw, chain, key, BE.device).cpu(), want)
 
 
 CASES = [(2, 8, 2), (3, 4, 1)]  # (d, L, hits)
@@ -117,11 +128,12 @@ def test_hmc_trajectory_is_bit_identical(triton_kernels, d, L, dtype):
     assert torch.allclose(out[0][4], out[1][4], rtol=tol, atol=tol * 10)
 
 
-def test_unsupported_inputs_are_refused_by_name():
+@pytest.mark.parametrize("dev", [DEVICE])
+def test_unsupported_inputs_are_refused_by_name(dev):
     plan = {"kind": "ising", "dim": 2, "hits": 1, "thresholds": [0] * 18, "offset": 9}
     with pytest.raises(TypeError, match="int8"):
-        tk.checkerboard_sweep(torch.zeros((1, 4, 4)), plan, {"stream": "native", "draws": []})
+        tk.checkerboard_sweep(torch.zeros((1, 4, 4), device=BE.device), plan, {"stream": "native", "draws": []})
     with pytest.raises(ValueError, match="4-dimensional"):
-        tk.checkerboard_sweep(torch.zeros((1, 4, 4, 4, 4), dtype=torch.int8), dict(plan, dim=4), {"stream": "native"})
+        tk.checkerboard_sweep(torch.zeros((1, 4, 4, 4, 4), dtype=torch.int8, device=BE.device), dict(plan, dim=4), {"stream": "native"})
     with pytest.raises(TypeError, match="float16"):
-        tk.checkerboard_sweep(torch.zeros((1, 4, 4), dtype=torch.float16), dict(plan, kind="phi4"), {})
+        tk.checkerboard_sweep(torch.zeros((1, 4, 4), dtype=torch.float16, device=BE.device), dict(plan, kind="phi4"), {})

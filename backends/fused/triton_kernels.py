@@ -36,17 +36,20 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["checkerboard_sweep", "hmc_trajectory", "interpreting", "philox_words"]
+__all__ = ["checkerboard_sweep", "hmc_trajectory", "interpreting", "philox_words", "INTERPRETED"]
 
 
 def interpreting() -> bool:
-    """True when Triton runs its interpreter (numpy on the CPU) instead of compiling."""
+    """True when Triton's interpreter is switched on (TRITON_INTERPRET): kernels decorated now run
+    in numpy on the CPU instead of being compiled."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+#: this module's kernels are interpreted: triton.jit decides when the module is loaded
+INTERPRETED = interpreting()
 # CUDA's own logf/log (libdevice) on the GPU: torch's CUDA log calls the same functions, so the
 # acceptance test rounds as the generic path's; the interpreter has no libdevice and uses numpy's
-_LIBDEVICE = not interpreting()
+_LIBDEVICE = not INTERPRETED
 if _LIBDEVICE:
     from triton.language.extra import libdevice
 else:  # never called: the kernels branch on the constexpr LIBDEVICE
@@ -345,7 +348,7 @@ def _block_size(n: int) -> int:
 def _check(x, plan: dict) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"the Triton kernels take torch tensors, got {type(x).__name__}")
-    if x.device.type != "cuda" and not interpreting():
+    if x.device.type != "cuda" and not INTERPRETED:
         raise ValueError(f"the Triton kernels run on CUDA tensors (or on the CPU under TRITON_INTERPRET=1), "
                          f"got a tensor on {x.device}")
     d = x.ndim - 1
