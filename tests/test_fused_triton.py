@@ -137,3 +137,23 @@ def test_unsupported_inputs_are_refused_by_name(dev):
         tk.checkerboard_sweep(torch.zeros((1, 4, 4, 4, 4), dtype=torch.int8, device=BE.device), dict(plan, dim=4), {"stream": "native"})
     with pytest.raises(TypeError, match="float16"):
         tk.checkerboard_sweep(torch.zeros((1, 4, 4), dtype=torch.float16, device=BE.device), dict(plan, kind="phi4"), {})
+
+
+@pytest.mark.parametrize("dev", [DEVICE])
+@pytest.mark.parametrize("d,L,chains", [(2, 8, 3), (2, 5, 2), (3, 4, 2)])
+def test_union_find_labels_equal_label_propagation(dev, d, L, chains):
+    from portable_lattice.backends.fused.triton_clusters import cluster_labels
+    from portable_lattice.samplers.clusters import label_propagation
+    g = torch.Generator().manual_seed(d * 100 + L)
+    for p in (0.2, 0.5, 0.8):
+        bonds = [(torch.rand((chains,) + (L,) * d, generator=g) < p).to(BE.device) for _ in range(d)]
+        got = cluster_labels(bonds)
+        assert got.dtype == torch.int64
+        assert torch.equal(got, label_propagation(bonds))
+
+
+@pytest.mark.parametrize("dev", [DEVICE])
+def test_union_find_declines_what_it_does_not_do(dev):
+    from portable_lattice.backends.fused.triton_clusters import cluster_labels
+    bonds = [torch.zeros((1, 2, 2, 2, 2), dtype=torch.bool, device=BE.device)] * 4
+    assert cluster_labels(bonds) is NotImplemented
