@@ -95,7 +95,7 @@ def test_phi4_checkerboard_is_bit_identical(triton_kernels, d, L, hits, dtype, s
 
 
 @pytest.mark.parametrize("stream", ["philox", "native"])
-@pytest.mark.parametrize("d,L,hits", [(2, 8, 2), (3, 6, 1)])
+@pytest.mark.parametrize("d,L,hits", [(2, 8, 2), (3, 6, 1), (3, 4, 3)])
 def test_ising_checkerboard_is_bit_identical(triton_kernels, d, L, hits, stream):
     th = Ising(0.4)
     x0 = th.random(_rng(stream, 5), (3,) + (L,) * d, XP.float64)

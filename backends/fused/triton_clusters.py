@@ -29,12 +29,13 @@ __all__ = ["cluster_labels"]
 
 @triton.jit
 def _find(lab_ptr, r, mask):
-    """The roots of the labels r (pointer chasing until label[r] == r)."""
-    nxt = tl.load(lab_ptr + r, mask=mask, other=0)
+    """The roots of the labels r (pointer chasing until label[r] == r). Volatile loads: other
+    threads hook roots meanwhile, and a stale cached label would only cost retries."""
+    nxt = tl.load(lab_ptr + r, mask=mask, other=0, volatile=True)
     r = tl.where(mask, r, 0)
     while tl.max((nxt != r).to(tl.int32), axis=0) > 0:
         r = nxt
-        nxt = tl.load(lab_ptr + r, mask=mask, other=0)
+        nxt = tl.load(lab_ptr + r, mask=mask, other=0, volatile=True)
     return r
 
 
