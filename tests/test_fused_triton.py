@@ -157,3 +157,65 @@ def test_union_find_declines_what_it_does_not_do(dev):
     from portable_lattice.backends.fused.triton_clusters import cluster_labels
     bonds = [torch.zeros((1, 2, 2, 2, 2), dtype=torch.bool, device=BE.device)] * 4
     assert cluster_labels(bonds) is NotImplemented
+
+
+_COMPILE = r'''
+import json, os, re
+os.environ.pop("TRITON_INTERPRET", None)
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import triton.backends.nvidia  # noqa: F401  (ptxas ships in the wheel: no GPU needed)
+except ImportError as e:
+    print(json.dumps({"skip": str(e)}))
+    raise SystemExit(0)
+from portable_lattice.backends.fused import triton_clusters as tc, triton_kernels as tk
+
+
+def fmas(fn, sig, const):
+    const = {(fn.arg_names.index(k),): v for k, v in const.items()}
+    k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": False})
+    return len(re.findall(r"\bfma\.", k.asm["ptx"]))
+
+
+out = {}
+cb = {"part_ptr": "*i32", "meta_ptr": "*i64", "bidx_ptr": "*i64", "t_ptr": "*i64", "mc_ptr": "*fp64", "L": "i32",
+      "nhalf": "i32", "chains": "i32", "p": "i32", "hits": "i32", "nblocks": "i32", "off": "i32", "DIM": "constexpr",
+      "PHI4": "constexpr", "PHILOX": "constexpr", "F64": "constexpr", "LIBDEVICE": "constexpr", "BLOCK": "constexpr"}
+for ft, d in (("fp64", 2), ("fp32", 3)):
+    sig = dict(cb, x_ptr="*" + ft, cst_ptr="*" + ft, d1_ptr="*" + ft, d2_ptr="*" + ft)
+    for philox in (True, False):
+        out[f"phi4-{ft}-{d}-{philox}"] = fmas(tk._checkerboard_kernel, sig, {"DIM": d, "PHI4": True, "PHILOX": philox,
+                                              "F64": ft == "fp64", "LIBDEVICE": True, "BLOCK": 256})
+sig = dict(cb, x_ptr="*i8", cst_ptr="*fp32", d1_ptr="*i32", d2_ptr="*i32")
+out["ising"] = fmas(tk._checkerboard_kernel, sig, {"DIM": 3, "PHI4": False, "PHILOX": True, "F64": False,
+                                                   "LIBDEVICE": True, "BLOCK": 256})
+hs = {k: "*fp32" for k in ("src_ptr", "dst_ptr", "pin_ptr", "pout_ptr", "gin_ptr", "gout_ptr", "cst_ptr", "coef_ptr")}
+hs.update({"part_ptr": "*fp64", "L": "i32", "V": "i32", "nblocks": "i32", "j": "i32", "DIM": "constexpr",
+           "FIRST": "constexpr", "LAST": "constexpr", "BLOCK": "constexpr"})
+for last in (False, True):
+    out[f"hmc-{last}"] = fmas(tk._hmc_kernel, hs, {"DIM": 3, "FIRST": False, "LAST": last, "BLOCK": 256})
+out["union"] = fmas(tc._union_kernel, {"lab_ptr": "*i32", "bond_ptr": "*u8", "L": "i32", "V": "i32", "n": "i32",
+                                       "DIM": "constexpr", "BLOCK": "constexpr"}, {"DIM": 2, "BLOCK": 256})
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("dev", [DEVICE])
+def test_kernels_compile_for_sm90_without_contracting_into_fma(dev):
+    """Compiled for an sm_90 target (TTIR to PTX, no GPU needed), in a fresh process since this one
+    may interpret: the only FMAs are the logarithm's own (libdevice's, as torch's CUDA log), the
+    same count with the Box-Muller normals in registers as without them."""
+    import json
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", _COMPILE], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(f"triton's CUDA backend is missing: {out['skip']}")
+    assert out["ising"] == out["hmc-False"] == out["hmc-True"] == out["union"] == 0, out
+    for ft, d in (("fp64", 2), ("fp32", 3)):
+        assert out[f"phi4-{ft}-{d}-True"] == out[f"phi4-{ft}-{d}-False"], out
