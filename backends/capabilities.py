@@ -14,7 +14,8 @@ CAPABILITIES: dict[str, dict[str, object]] = {
     "cluster_labels": {
         "numpy": "scipy.sparse.csgraph.connected_components on a CSR lattice graph",
         "torch:cpu": "SciPy's connected components through zero-copy NumPy views",
-        "torch:cuda": (None, "no CUDA connected-components routine in torch: generic label propagation on the GPU"),
+        "torch:cuda": "Triton union-find (Komura 2015) where triton is installed (d = 2, 3; else, and without "
+                      "triton, generic label propagation on the GPU)",
         "cupy": "cupyx.scipy.sparse.csgraph, only where RAPIDS' pylibcugraph is installed",
         "array_api_strict": (None, "a test backend: the generic path is what it checks"),
     },
@@ -45,6 +46,32 @@ CAPABILITIES: dict[str, dict[str, object]] = {
         "torch:cuda": "Inductor (Triton), opt-in",
         "cupy": (None, "no tracing compiler for CuPy arrays"),
         "array_api_strict": (None, "a test backend"),
+    },
+    "fused_checkerboard": {
+        "numpy": "Numba @njit(parallel=True): both parities in place, phi^4 and Ising (pip install "
+                 "'portable-lattice[fast]')",
+        "torch:cpu": "the Numba kernel through zero-copy NumPy views",
+        "torch:cuda": "Triton: one launch per parity, Philox numbers in registers (triton ships with torch's "
+                      "CUDA builds)",
+        "cupy": "the Triton kernel on zero-copy torch views (torch.as_tensor of the CUDA array interface), "
+                "where torch with CUDA and triton are installed",
+        "array_api_strict": (None, "a test backend: the generic path is what it checks"),
+    },
+    "fused_hmc": {
+        "numpy": "Numba @njit(parallel=True): one pass per integration step",
+        "torch:cpu": "the Numba kernel through zero-copy NumPy views",
+        "torch:cuda": "Triton: one launch per integration step, the Hamiltonian's sums in the first and last",
+        "cupy": "the Triton kernel on zero-copy torch views, where torch with CUDA and triton are installed",
+        "array_api_strict": (None, "a test backend: the generic path is what it checks"),
+    },
+    "fused_cluster_labels": {
+        "numpy": (None, "SciPy's connected components (cluster_labels) are already one native call"),
+        "torch:cpu": (None, "SciPy's connected components through zero-copy NumPy views (cluster_labels)"),
+        "torch:cuda": "Triton union-find (Komura 2015): union by atomic minimum, flatten, check; canonical "
+                      "labels; d = 2, 3, below 2^31 sites",
+        "cupy": (None, "cupyx's connected components where pylibcugraph is installed, else generic label "
+                       "propagation (the Triton kernel takes torch tensors)"),
+        "array_api_strict": (None, "a test backend: the generic path is what it checks"),
     },
     "inplace_site_writes": {
         "numpy": "array-api-extra's at(...).set: O(1) per random-site update",

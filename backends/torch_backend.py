@@ -208,10 +208,17 @@ _register()
 
 
 def _torch_cluster_labels(bonds):
-    """CPU tensors: SciPy's connected components through zero-copy NumPy views; CUDA: the generic path."""
+    """CPU tensors: SciPy's connected components through zero-copy NumPy views; CUDA: Triton's
+    union-find where triton is installed, else the generic path."""
     import torch
+    if bonds[0].device.type == "cuda":
+        from .fused import triton_available
+        if not triton_available():
+            return NotImplemented  # the generic labelling runs on the GPU
+        from .fused.triton_clusters import cluster_labels
+        return cluster_labels(bonds)  # NotImplemented where it does not apply (d > 3, 2^31 sites)
     if bonds[0].device.type != "cpu":
-        return NotImplemented  # the generic labelling runs on the GPU
+        return NotImplemented
     from .numpy_backend import scipy_cluster_labels
     return torch.from_numpy(scipy_cluster_labels([b.numpy() for b in bonds]))
 
