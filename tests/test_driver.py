@@ -74,7 +74,7 @@ def test_simulate_result_and_throughput(backend):
     assert meta["theory"] == {"name": "phi4", "form": "beta_g", "beta": 0.3, "g": 0.0}
     assert (meta["L"], meta["dim"], meta["algorithm"], meta["chains"], meta["therm"], meta["sweeps"]) == \
         (6, 2, "hmc", 4, 10, 30)
-    assert meta["knobs"] == {"n_steps": 5, "traj_length": 1.0, "integrator": "leapfrog"}
+    assert meta["knobs"] == {"n_steps": 5, "traj_length": 1.0, "integrator": "leapfrog", "fused": False}
 
 
 def test_simulate_bad_input_before_work():

@@ -59,9 +59,11 @@ else:  # never called: the kernels branch on the constexpr LIBDEVICE
 _ATANH = [1.0 / (2 * n + 1) for n in range(12)]
 _SIN = [(-1.0) ** n / math.factorial(2 * n + 1) for n in range(10)]
 _COS = [(-1.0) ** n / math.factorial(2 * n) for n in range(10)]
+# 1/sqrt(m) on [1, 4): the start of philox.sqrt_nonnegative's Newton steps
+_RSQRT = [1.532732228307938, -0.713349785363286, 0.18657201316796074, -0.018291494808723434]
 _MATH = _ATANH + _SIN + _COS + [1.4142135623730951, 0.7071067811865476, 1.5707963267948966,
-                                6.93147180369123816490e-01, 1.90821492927058770002e-10]
-_ATANH0, _SIN0, _COS0, _K = 0, 12, 22, 32  # offsets; _K: sqrt2, 1/sqrt2, pi/2, ln2_hi, ln2_lo
+                                6.93147180369123816490e-01, 1.90821492927058770002e-10] + _RSQRT
+_ATANH0, _SIN0, _COS0, _K, _R0 = 0, 12, 22, 32, 37  # offsets; _K: sqrt2, 1/sqrt2, pi/2, ln2_hi, ln2_lo
 
 
 # --- Philox4x32-10 in registers ----------------------------------------------------------------
@@ -161,49 +163,35 @@ def _cos_2pi(u, mc):
 
 
 @triton.jit
-def _sqrt_down(m, e, big, f, s):
-    return tl.where(big, m * f, m), tl.where(big, e + s, e)
+def _scaled(m, scale, cond, f, g):
+    return tl.where(cond, m * f, m), tl.where(cond, scale * g, scale)
 
 
 @triton.jit
-def _sqrt_nonnegative(a):
+def _sqrt_nonnegative(a, mc):
+    """philox.sqrt_nonnegative: exact binary scalings to m in [1, 4), a cubic start and four
+    Newton steps for 1/sqrt(m) (products only), sqrt = (m / sqrt(m)) * scale."""
     zero = a == 0.0
     m = tl.where(zero, 1.0, a)
-    e = a * 0.0
-    # down: m < 4^s after each step
-    m, e = _sqrt_down(m, e, m >= 4294967296.0, 2.0 ** -32, 16.0)
-    m, e = _sqrt_down(m, e, m >= 65536.0, 2.0 ** -16, 8.0)
-    m, e = _sqrt_down(m, e, m >= 256.0, 2.0 ** -8, 4.0)
-    m, e = _sqrt_down(m, e, m >= 16.0, 0.0625, 2.0)
-    m, e = _sqrt_down(m, e, m >= 4.0, 0.25, 1.0)
-    # up: m >= 4^-s after each step
-    m, e = _sqrt_down(m, e, m < 2.0 ** -64, 2.0 ** 64, -32.0)
-    m, e = _sqrt_down(m, e, m < 2.0 ** -32, 4294967296.0, -16.0)
-    m, e = _sqrt_down(m, e, m < 2.0 ** -16, 65536.0, -8.0)
-    m, e = _sqrt_down(m, e, m < 2.0 ** -8, 256.0, -4.0)
-    m, e = _sqrt_down(m, e, m < 0.0625, 16.0, -2.0)
-    m, e = _sqrt_down(m, e, m < 0.25, 4.0, -1.0)
-    m, e = _sqrt_down(m, e, m < 1.0, 4.0, -1.0)
-    y = (m + 2.0) / 3.0
-    for _ in tl.static_range(5):
-        y = 0.5 * (y + m / y)
     scale = a * 0.0 + 1.0
-    scale, e = _scale_step(scale, e, 32.0, 4294967296.0, 2.0 ** -32)
-    scale, e = _scale_step(scale, e, 16.0, 65536.0, 2.0 ** -16)
-    scale, e = _scale_step(scale, e, 8.0, 256.0, 2.0 ** -8)
-    scale, e = _scale_step(scale, e, 4.0, 16.0, 0.0625)
-    scale, e = _scale_step(scale, e, 2.0, 4.0, 0.25)
-    scale, e = _scale_step(scale, e, 1.0, 2.0, 0.5)
-    return tl.where(zero, 0.0, y * scale)
-
-
-@triton.jit
-def _scale_step(scale, e, s, up_f, down_f):
-    up = e >= s
-    down = e <= -s
-    scale = tl.where(up, scale * up_f, tl.where(down, scale * down_f, scale))
-    e = tl.where(up, e - s, tl.where(down, e + s, e))
-    return scale, e
+    m, scale = _scaled(m, scale, m >= 4294967296.0, 2.0 ** -32, 65536.0)
+    m, scale = _scaled(m, scale, m >= 65536.0, 2.0 ** -16, 256.0)
+    m, scale = _scaled(m, scale, m >= 256.0, 2.0 ** -8, 16.0)
+    m, scale = _scaled(m, scale, m >= 16.0, 0.0625, 4.0)
+    m, scale = _scaled(m, scale, m >= 4.0, 0.25, 2.0)
+    m, scale = _scaled(m, scale, m < 2.0 ** -64, 2.0 ** 64, 2.0 ** -32)
+    m, scale = _scaled(m, scale, m < 2.0 ** -32, 4294967296.0, 2.0 ** -16)
+    m, scale = _scaled(m, scale, m < 2.0 ** -16, 65536.0, 2.0 ** -8)
+    m, scale = _scaled(m, scale, m < 2.0 ** -8, 256.0, 0.0625)
+    m, scale = _scaled(m, scale, m < 0.0625, 16.0, 0.25)
+    m, scale = _scaled(m, scale, m < 0.25, 4.0, 0.5)
+    m, scale = _scaled(m, scale, m < 1.0, 4.0, 0.5)
+    # the cubic's coefficients are not exact in float32 (a Python float in a kernel): from mc
+    y = ((tl.load(mc + 40) * m + tl.load(mc + 39)) * m + tl.load(mc + 38)) * m + tl.load(mc + 37)  # _RSQRT
+    h = 0.5 * m
+    for _ in tl.static_range(4):
+        y = y * (1.5 - (h * y) * y)
+    return tl.where(zero, 0.0, (m * y) * scale)
 
 
 @triton.jit
@@ -211,7 +199,7 @@ def _normal64(i, draw, chain, k0, k1, mc):
     """Box-Muller of one draw of u1 and the next of u2, as PhiloxGenerator.normal."""
     u1 = 1.0 - _uniform64(i, draw, chain, k0, k1)
     u2 = _uniform64(i, draw + 1, chain, k0, k1)
-    return _sqrt_nonnegative(-2.0 * _log_unit(u1 * 9007199254740992.0, mc)) * _cos_2pi(u2, mc)
+    return _sqrt_nonnegative(-2.0 * _log_unit(u1 * 9007199254740992.0, mc), mc) * _cos_2pi(u2, mc)
 
 
 @triton.jit
@@ -301,7 +289,8 @@ def _checkerboard_kernel(x_ptr, part_ptr, meta_ptr, bidx_ptr, t_ptr, cst_ptr, mc
                     u = _uniform32(i, dr + 2, chain, k0, k1)
             else:
                 k = (t * chains + c).to(tl.int64) * nhalf + i
-                delta = tl.load(d1_ptr + k, mask=mask, other=0.0)
+                # the generic path's normals, scaled here as the rule scales them
+                delta = step * tl.load(d1_ptr + k, mask=mask, other=0.0)
                 u = tl.load(d2_ptr + k, mask=mask, other=1.0)
             grad = x * (c1 + (c3 * x) * x) - beta * nsum
             dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
