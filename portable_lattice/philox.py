@@ -97,6 +97,10 @@ _P4_UP = ((32, 1.8446744073709552e+19, 5.421010862427522e-20),) + _P4_DOWN
 #: 1/sqrt(m) on [1, 4) to 1.3e-2 (a Chebyshev fit): the start of four Newton steps
 #: (relative error 1.3e-2 -> 2.3e-4 -> 8e-8 -> 1e-14 -> rounding)
 _RSQRT = (1.532732228307938, -0.713349785363286, 0.18657201316796074, -0.018291494808723434)
+#: every non-trivial constant of the three functions, in one order (offsets 0, 12, 22, 32..36,
+#: 37): the table a kernel that cannot take Python floats exactly (Triton types them float32)
+#: loads them from
+KERNEL_CONSTANTS = _ATANH + _SIN + _COS + (_SQRT2, _INV_SQRT2, _HALF_PI, _LN2_HI, _LN2_LO) + _RSQRT
 
 
 def log_unit(k: Any) -> Any:

@@ -109,37 +109,48 @@ def _phi4_kernels(normal64, f32: bool):
     # would unify both sides to float64
     tofloat, uniform = (_to32, _uniform32) if f32 else (_to64, _uniform64)
 
+    @nb.njit(inline="always")
+    def site(x, nsum, i, X, c, hits, philox, k0, k1, draw, drow, urow, step, c1, c3, beta, a, c6, c4, g):
+        """All hits at one site (element i of the blocked draw, X along its row), with the
+        neighbour sum fixed: the new value and the accepted count. ``draw`` is the parity's
+        first draw; ``drow``/``urow`` the row's native normals and uniforms, (hits, h)."""
+        n = 0
+        for t in range(hits):
+            if philox:
+                dr = draw + 3 * t
+                delta = step * tofloat(normal64(i, dr, c, k0, k1))
+                u = uniform(i, dr + 2, c, k0, k1)
+            else:
+                delta = step * drow[t, X]
+                u = urow[t, X]
+            grad = x * (c1 + (c3 * x) * x) - beta * nsum
+            dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
+            if math.log(u) < -dS:
+                x = x + delta
+                n += 1
+        return x, n
+
     @nb.njit(parallel=True)
     def sweep2(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts,
                nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
+        draw = draw0 + 3 * p * hits
         for task in nb.prange(C * L):
             c, x0 = task // L, task % L
             xu, xd = nxt[x0], prv[x0]
             start = (p + x0) & 1
             b = bidx[(x0 & 1) * 2 + start]
             base = (b * h + (x0 >> 1)) * h
+            drow = deltas[:, 0, 0, 0] if philox else deltas[:, c, b, x0 >> 1]
+            urow = us[:, 0, 0, 0] if philox else us[:, c, b, x0 >> 1]
             n = 0
             for x1 in range(start, L, 2):
                 X1 = x1 >> 1
-                i = base + X1
-                x = phi[c, x0, x1]
                 nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, nxt[x1]] + phi[c, x0, prv[x1]])
-                for t in range(hits):
-                    if philox:
-                        dr = draw0 + 3 * (p * hits + t)
-                        delta = step * tofloat(normal64(i, dr, c, k0, k1))
-                        u = uniform(i, dr + 2, c, k0, k1)
-                    else:
-                        delta = step * deltas[t, c, b, x0 >> 1, X1]
-                        u = us[t, c, b, x0 >> 1, X1]
-                    grad = x * (c1 + (c3 * x) * x) - beta * nsum
-                    dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-                    if math.log(u) < -dS:
-                        x = x + delta
-                        n += 1
-                phi[c, x0, x1] = x
+                phi[c, x0, x1], k = site(phi[c, x0, x1], nsum, base + X1, X1, c, hits, philox, k0, k1, draw,
+                                         drow, urow, step, c1, c3, beta, a, c6, c4, g)
+                n += k
             counts[c, x0] += n
 
     @nb.njit(parallel=True)
@@ -147,6 +158,7 @@ def _phi4_kernels(normal64, f32: bool):
                nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
+        draw = draw0 + 3 * p * hits
         for task in nb.prange(C * L * L):
             c, r = task // (L * L), task % (L * L)
             x0, x1 = r // L, r % L
@@ -154,27 +166,16 @@ def _phi4_kernels(normal64, f32: bool):
             start = (p + x0 + x1) & 1
             b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
             base = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
+            drow = deltas[:, 0, 0, 0, 0] if philox else deltas[:, c, b, x0 >> 1, x1 >> 1]
+            urow = us[:, 0, 0, 0, 0] if philox else us[:, c, b, x0 >> 1, x1 >> 1]
             n = 0
             for x2 in range(start, L, 2):
                 X2 = x2 >> 1
-                i = base + X2
-                x = phi[c, x0, x1, x2]
                 nsum = ((phi[c, x0u, x1, x2] + phi[c, x0d, x1, x2]) + (phi[c, x0, x1u, x2] + phi[c, x0, x1d, x2])) \
                     + (phi[c, x0, x1, nxt[x2]] + phi[c, x0, x1, prv[x2]])
-                for t in range(hits):
-                    if philox:
-                        dr = draw0 + 3 * (p * hits + t)
-                        delta = step * tofloat(normal64(i, dr, c, k0, k1))
-                        u = uniform(i, dr + 2, c, k0, k1)
-                    else:
-                        delta = step * deltas[t, c, b, x0 >> 1, x1 >> 1, X2]
-                        u = us[t, c, b, x0 >> 1, x1 >> 1, X2]
-                    grad = x * (c1 + (c3 * x) * x) - beta * nsum
-                    dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-                    if math.log(u) < -dS:
-                        x = x + delta
-                        n += 1
-                phi[c, x0, x1, x2] = x
+                phi[c, x0, x1, x2], k = site(phi[c, x0, x1, x2], nsum, base + X2, X2, c, hits, philox, k0, k1, draw,
+                                             drow, urow, step, c1, c3, beta, a, c6, c4, g)
+                n += k
             counts[c, r] += n
 
     return sweep2, sweep3
@@ -252,18 +253,6 @@ def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, 
                                   k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
 
 
-def _block_index(d: int) -> np.ndarray:
-    """bidx[k]: the position of block k (offsets in C order) within its parity's stack, as
-    :class:`~portable_lattice.lattice.Checkerboard` orders them."""
-    even = [k for k in range(2 ** d) if bin(k).count("1") % 2 == 0]
-    odd = [k ^ (1 << (d - 1)) for k in even]
-    out = np.zeros(2 ** d, dtype=np.int64)
-    for members in (even, odd):
-        for j, k in enumerate(members):
-            out[k] = j
-    return out
-
-
 def _neighbours(L: int):
     """x + 1 and x - 1 on the ring of L sites: a load where a modulo would cost a division."""
     i = np.arange(L, dtype=np.int64)
@@ -290,7 +279,7 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
     d, hits = plan["dim"], plan["hits"]
     out = np.array(host, copy=True)
     counts = np.zeros((out.shape[0], out.shape[1] ** (d - 1)), dtype=np.int64)
-    bidx = _block_index(d)
+    bidx = np.asarray(plan["block_index"], dtype=np.int64)
     nxt, prv = _neighbours(out.shape[1])
     philox = stream["stream"] == "philox"
     k0, k1 = (np.uint64(v) for v in stream["key"]) if philox else (np.uint64(0), np.uint64(0))

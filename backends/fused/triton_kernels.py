@@ -29,7 +29,6 @@ atomics), so the results do not depend on the launch's scheduling.
 """
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -55,15 +54,10 @@ if _LIBDEVICE:
 else:  # never called: the kernels branch on the constexpr LIBDEVICE
     libdevice = None
 
-# the library's series coefficients and irrational constants, in float64 (see philox.py)
-_ATANH = [1.0 / (2 * n + 1) for n in range(12)]
-_SIN = [(-1.0) ** n / math.factorial(2 * n + 1) for n in range(10)]
-_COS = [(-1.0) ** n / math.factorial(2 * n) for n in range(10)]
-# 1/sqrt(m) on [1, 4): the start of philox.sqrt_nonnegative's Newton steps
-_RSQRT = [1.532732228307938, -0.713349785363286, 0.18657201316796074, -0.018291494808723434]
-_MATH = _ATANH + _SIN + _COS + [1.4142135623730951, 0.7071067811865476, 1.5707963267948966,
-                                6.93147180369123816490e-01, 1.90821492927058770002e-10] + _RSQRT
-_ATANH0, _SIN0, _COS0, _K, _R0 = 0, 12, 22, 32, 37  # offsets; _K: sqrt2, 1/sqrt2, pi/2, ln2_hi, ln2_lo
+# the constants live in philox.KERNEL_CONSTANTS (handed over in the stream plan as
+# "normal_constants"); Python floats in a kernel would be typed float32. Their offsets in it:
+# atanh series 0..11, sin 12..21, cos 22..31, sqrt 2, 1/sqrt 2, pi/2, ln2 hi, ln2 lo 32..36,
+# the 1/sqrt cubic 37..40.
 
 
 # --- Philox4x32-10 in registers ----------------------------------------------------------------
@@ -187,7 +181,7 @@ def _sqrt_nonnegative(a, mc):
     m, scale = _scaled(m, scale, m < 0.25, 4.0, 0.5)
     m, scale = _scaled(m, scale, m < 1.0, 4.0, 0.5)
     # the cubic's coefficients are not exact in float32 (a Python float in a kernel): from mc
-    y = ((tl.load(mc + 40) * m + tl.load(mc + 39)) * m + tl.load(mc + 38)) * m + tl.load(mc + 37)  # _RSQRT
+    y = ((tl.load(mc + 40) * m + tl.load(mc + 39)) * m + tl.load(mc + 38)) * m + tl.load(mc + 37)  # the cubic, offsets 37..40
     h = 0.5 * m
     for _ in tl.static_range(4):
         y = y * (1.5 - (h * y) * y)
@@ -317,18 +311,6 @@ def _checkerboard_kernel(x_ptr, part_ptr, meta_ptr, bidx_ptr, t_ptr, cst_ptr, mc
     tl.store(part_ptr + c * nblocks + pid, tl.sum(tl.where(mask, n, 0), axis=0))
 
 
-def _block_index(d: int) -> list:
-    """bidx[k]: the position of block k (offsets in C order) within its parity's stack, as
-    :class:`~portable_lattice.lattice.Checkerboard` orders them (numba_kernels' twin)."""
-    even = [k for k in range(2 ** d) if bin(k).count("1") % 2 == 0]
-    odd = [k ^ (1 << (d - 1)) for k in even]
-    out = [0] * 2 ** d
-    for members in (even, odd):
-        for j, k in enumerate(members):
-            out[k] = j
-    return out
-
-
 def _block_size(n: int) -> int:
     # a power of two; small lattices (the interpreter's tests) get one small program per chain
     return max(16, min(1024, triton.next_power_of_2(n)))
@@ -380,8 +362,9 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
         raise ValueError(f"no Triton checkerboard kernel for kind={kind!r} (there are two: 'phi4', 'ising')")
     key = stream.get("key", (0, 0))
     meta = torch.tensor([int(key[0]), int(key[1]), int(stream.get("draw", 0))], dtype=torch.int64, device=dev)
-    mc = torch.tensor(_MATH, dtype=torch.float64, device=dev)
-    bidx = torch.tensor(_block_index(d), dtype=torch.int64, device=dev)
+    # the core's series and constants (philox.KERNEL_CONSTANTS), read only under the Philox stream
+    mc = torch.tensor(stream.get("normal_constants", (0.0,)), dtype=torch.float64, device=dev)
+    bidx = torch.tensor(plan["block_index"], dtype=torch.int64, device=dev)
     out = x.contiguous().clone()
     BLOCK = _block_size(nhalf)
     nblocks = triton.cdiv(nhalf, BLOCK)

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._delegation import fused_kernel
-from ..philox import cos_2pi_scalar, log_unit_scalar, sqrt_nonnegative_scalar
+from array_api_compat import array_namespace
 
-__all__ = ["CAPABILITY", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream"]
+from .._delegation import fused_kernel
+from ..lattice import Checkerboard
+from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_scalar, sqrt_nonnegative_scalar
+
+__all__ = ["CAPABILITY", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
+           "uses_philox", "check_philox_range"]
 
 #: capability names (``backends.capabilities``) of the fused kernels
 CAPABILITY = {"checkerboard": "fused_checkerboard", "hmc": "fused_hmc"}
@@ -59,10 +63,23 @@ def _check_dim(x: Any) -> int:
 
 
 def _float_name(x: Any, dtype: Any) -> str:
-    name = dtype if isinstance(dtype, str) else (getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1])
-    if name not in ("float32", "float64"):
-        raise TypeError(f"fused kernels compute in float32 or float64, got dtype={dtype!r}")
-    return name
+    """"float32" or "float64" for a dtype of ``x``'s namespace; TypeError otherwise."""
+    xp = array_namespace(x)
+    for name in ("float32", "float64"):
+        if dtype == getattr(xp, name):
+            return name
+    raise TypeError(f"fused kernels compute in float32 or float64, got dtype={dtype!r}")
+
+
+def _block_index(d: int) -> list[int]:
+    """bidx[k]: the position of block k (offsets in C order) in its parity's stack, the order of
+    :class:`~portable_lattice.lattice.Checkerboard` and so of the generic path's blocked draws."""
+    board = Checkerboard(d)
+    out = [0] * 2 ** d
+    for p in (0, 1):
+        for j, k in enumerate(board.members(p)):
+            out[k] = j
+    return out
 
 
 def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> dict:
@@ -74,13 +91,15 @@ def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> 
         field = _float_name(x, x.dtype)
         if _float_name(x, dtype) != field:
             raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
+        # draws per sweep: a normal (two uniforms) and a uniform per hit and parity
         return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
-                "constants": theory.local_constants()}
+                "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 6 * hits}
     if rname == "SpinFlip" and hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table"):
         if "int8" not in str(x.dtype):
             raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
+        # draws per sweep: 32 random bits per hit and parity
         return {"kind": "ising", "dim": d, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
-                "offset": 4 * d + 1}
+                "offset": 4 * d + 1, "block_index": _block_index(d), "draws_per_sweep": 2 * hits}
     raise ValueError(f"no fused checkerboard kernel for the rule {rname} on {type(theory).__name__} (there are "
                      f"two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
 
@@ -97,29 +116,27 @@ def hmc_plan(hmc: Any, phi: Any) -> dict:
             "sequence": [(kind, c * hmc.dt) for kind, c in seq]}
 
 
-def _philox(rng: Any) -> bool:
+def uses_philox(rng: Any) -> bool:
+    """Is ``rng`` the Philox stream (whose numbers a kernel can draw in registers)?"""
     return getattr(rng, "kind", None) == "philox4x32-10"
 
 
 def stream_plan(rng: Any, draws_per_sweep: int) -> dict:
     """Under the Philox stream: its key and the counter of the sweep's first draw."""
-    if not _philox(rng):
+    if not uses_philox(rng):
         return {"stream": "native"}
     if rng.draws + draws_per_sweep > 2 ** 32:
         raise ValueError(f"the Philox counter range is exhausted: draw {rng.draws} + {draws_per_sweep}")
-    # the library's own log, cos and sqrt as scalar functions: a kernel compiles these, so its
-    # normals are the generic path's bit for bit
+    # the library's own log, cos and sqrt as scalar functions (a kernel compiles these) and
+    # their constants (for kernels that load them), so its normals are the generic path's
     return {"stream": "philox", "key": (int(rng.k0), int(rng.k1)), "draw": int(rng.draws),
-            "normal_math": (log_unit_scalar, cos_2pi_scalar, sqrt_nonnegative_scalar)}
+            "normal_math": (log_unit_scalar, cos_2pi_scalar, sqrt_nonnegative_scalar),
+            "normal_constants": KERNEL_CONSTANTS}
 
 
 def advance_stream(rng: Any, draws: int) -> None:
     """Move the Philox counter past the draws a fused sweep made in registers."""
     rng.draws += draws
-
-
-def uses_philox(rng: Any) -> bool:
-    return _philox(rng)
 
 
 def check_philox_range(x: Any, per_site_words: int) -> None:

@@ -213,25 +213,16 @@ class CheckerboardMetropolis(_Loop):
     def _fused_step(self, x, rng, xp, dtype):
         plan = fused.checkerboard_plan(self.theory, self.rule, x, self.hits, dtype)
         kernel = fused.kernel_for("checkerboard", x)
-        # draws per sweep: a normal (two uniforms) and a uniform per hit and parity, or 32 bits
-        per_sweep = (6 if plan["kind"] == "phi4" else 2) * self.hits
         if fused.uses_philox(rng):
-            stream = fused.stream_plan(rng, per_sweep)
-            x, counts = kernel(x, plan, stream)
-            fused.advance_stream(rng, per_sweep)
+            x, counts = kernel(x, plan, fused.stream_plan(rng, plan["draws_per_sweep"]))
+            fused.advance_stream(rng, plan["draws_per_sweep"])
         else:
-            # the generic path's own draws, in its order (parity 0's, then parity 1's; per hit a
-            # normal, then a uniform); the kernel scales the normals by the step itself, as
-            # the rule does (one pass over memory fewer)
+            # the generic path's own draws, in its order (parity 0's, then parity 1's); a phi^4
+            # kernel scales the normals by the step itself (one pass over memory fewer)
             d, L = x.ndim - 1, x.shape[1]
             half = (x.shape[0], 2 ** (d - 1)) + (L // 2,) * d
-            if plan["kind"] == "phi4":
-                draws = []
-                for _ in (0, 1):
-                    pairs = [(rng.normal(half, dtype), rng.uniform(half, dtype)) for _ in range(self.hits)]
-                    draws.append(([z for z, _ in pairs], [u for _, u in pairs]))
-            else:
-                draws = [self.rule.block_draws(rng, half, dtype, self.hits) for _ in (0, 1)]
+            extra = {"scaled": False} if plan["kind"] == "phi4" else {}
+            draws = [self.rule.block_draws(rng, half, dtype, self.hits, **extra) for _ in (0, 1)]
             x, counts = kernel(x, plan, {"stream": "native", "draws": draws})
         return x, xp.astype(counts, dtype)
 

@@ -109,10 +109,13 @@ class GaussianShift(Rule):
     def blocked(self, theory) -> bool:
         return True
 
-    def block_draws(self, rng, shape, dtype, hits: int) -> tuple:
+    def block_draws(self, rng, shape, dtype, hits: int, scaled: bool = True) -> tuple:
+        """Per hit a normal, then a uniform; the normals times the step (``scaled=False``: as
+        drawn, for a fused kernel that scales them in the same pass)."""
         deltas, us = [], []
         for _ in range(hits):
-            deltas.append(self.step_size * rng.normal(shape, dtype))
+            z = rng.normal(shape, dtype)
+            deltas.append(self.step_size * z if scaled else z)
             us.append(rng.uniform(shape, dtype))
         return deltas, us
 
