@@ -8,9 +8,11 @@ overflows and every backend computes the same words bit for bit.
 
 :class:`PhiloxGenerator` has the interface of the backends' generators. A draw
 of shape ``(chains, ...)`` gives chain j, element i the counter
-(i // 4, draw number, j, 0) for 32-bit outputs and (i // 2, draw number, j, 1)
-for 64-bit ones; the key is the seed's two 32-bit halves. So the numbers of
-one chain do not depend on how many chains run beside it.
+(i // 4, draw number, j, 0) for 32-bit outputs, (i // 2, draw number, j, 1)
+for 64-bit ones and (i // 2, draw number, j, 2) for the normals, which come in
+pairs (one block gives both of a Box-Muller pair); the key is the seed's two
+32-bit halves. So the numbers of one chain do not depend on how many chains run
+beside it.
 
 Everything is bit-identical across numpy, torch, cupy, array_api_strict and the
 fused kernels (:mod:`backends.fused`): the 32-bit words (:meth:`bits32`), the
@@ -122,9 +124,10 @@ def log_unit(k: Any) -> Any:
     return n * _LN2_HI + (log_m + n * _LN2_LO)
 
 
-def cos_2pi(u: Any) -> Any:
-    """cos(2 pi u) for float64 arrays with 0 <= u < 1, bit-identical on every backend: the
-    quadrant by an exact floor, then Taylor series of sin and cos on [-pi/4, pi/4)."""
+def cos_2pi(u: Any, quarter: Any = None) -> Any:
+    """cos(2 pi u - quarter pi/2) for float64 arrays with 0 <= u < 1 and ``quarter`` 0 or 1
+    (None: 0; 1 gives sin(2 pi u)), bit-identical on every backend: the quadrant by an exact
+    floor, then Taylor series of sin and cos on [-pi/4, pi/4)."""
     xp = array_namespace(u)
     t = u * 4.0
     q = xp.floor(t)
@@ -134,6 +137,9 @@ def cos_2pi(u: Any) -> Any:
     cos_y = _horner(_COS, y2)
     cos_x = (cos_y - sin_y) * _INV_SQRT2
     sin_x = (cos_y + sin_y) * _INV_SQRT2
+    if quarter is not None:  # a quarter turn back moves the quadrant, not x: exact
+        q = q - quarter
+        q = xp.where(q < 0.0, q + 4.0, q)
     # cos(q pi/2 + x) = cos x, -sin x, -cos x, sin x
     return xp.where(q == 0.0, cos_x, xp.where(q == 1.0, -sin_x, xp.where(q == 2.0, -cos_x, sin_x)))
 
@@ -190,8 +196,9 @@ def log_unit_scalar(k: float) -> float:
     return n * _LN2_HI + (log_m + n * _LN2_LO)
 
 
-def cos_2pi_scalar(u: float) -> float:
-    """:func:`cos_2pi` for one float: the same operations in the same order."""
+def cos_2pi_scalar(u: float, quarter: float) -> float:
+    """:func:`cos_2pi` for one float: the same operations in the same order (selects, not
+    branches, so that a compiled loop of them vectorises)."""
     t = u * 4.0
     q = math.floor(t)
     y = ((t - q) - 0.5) * _HALF_PI
@@ -203,13 +210,11 @@ def cos_2pi_scalar(u: float) -> float:
     sin_y = y * acc_s
     cos_x = (acc_c - sin_y) * _INV_SQRT2
     sin_x = (acc_c + sin_y) * _INV_SQRT2
-    if q == 0.0:
-        return cos_x
-    if q == 1.0:
-        return -sin_x
-    if q == 2.0:
-        return -cos_x
-    return sin_x
+    q = q - quarter
+    q = q + 4.0 if q < 0.0 else q
+    low = cos_x if q == 0.0 else -sin_x
+    high = -cos_x if q == 2.0 else sin_x
+    return low if q < 1.5 else high
 
 
 def sqrt_nonnegative_scalar(a: float) -> float:
@@ -248,6 +253,11 @@ def sqrt_nonnegative_scalar(a: float) -> float:
     y = y * (1.5 - (h * y) * y)
     y = y * (1.5 - (h * y) * y)
     return (m * y) * scale
+
+def _unit53(xp, a, b):
+    """A uniform on [0, 1) from 53 bits of two 32-bit words (int64 arrays): exact."""
+    return xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64) * (2.0 ** -53)
+
 
 class PhiloxGenerator:
     """Counter-based random numbers on any Array API namespace ``xp`` (and ``device``)."""
@@ -296,6 +306,27 @@ class PhiloxGenerator:
         self.draws += 1
         return out
 
+    def _pair_words(self, shape: tuple) -> tuple:
+        """The four words of block i // 2 (counter word 3 = 2) for each element i, and i % 2
+        as float64."""
+        xp = self.xp
+        shape = tuple(int(n) for n in shape)
+        chains = shape[0] if len(shape) >= 2 else 1
+        n = 1
+        for s in shape:
+            n *= s
+        per_chain = n // chains if chains else 0
+        if self.draws >= _MAX_COUNTER or per_chain > 2 * _MAX_COUNTER or chains > _MAX_COUNTER:
+            raise ValueError(f"the Philox counter range is exhausted: draw {self.draws} of shape {shape}")
+        i = xp.reshape(xp.arange(per_chain, dtype=xp.int64, device=self.device), (1, per_chain))
+        j = xp.reshape(xp.arange(chains, dtype=xp.int64, device=self.device), (chains, 1))
+        c1 = xp.asarray(self.draws, dtype=xp.int64, device=self.device)
+        c3 = xp.asarray(2, dtype=xp.int64, device=self.device)
+        x = philox4x32(i // 2 + 0 * j, c1, j + 0 * i, c3, self.k0, self.k1)
+        odd = xp.astype(i % 2 + 0 * j, xp.float64)
+        self.draws += 1
+        return tuple(xp.reshape(w, shape) for w in x) + (xp.reshape(odd, shape),)
+
     def bits32(self, shape) -> Any:
         """int32 words uniform on [-2^31, 2^31)."""
         (w,) = self._words(shape, 1)
@@ -308,14 +339,17 @@ class PhiloxGenerator:
             (w,) = self._words(shape, 1)
             return xp.astype(w >> 8, xp.float32) * (2.0 ** -24)
         a, b = self._words(shape, 2)
-        return xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64) * (2.0 ** -53)
+        return _unit53(xp, a, b)
 
     def normal(self, shape, dtype) -> Any:
-        """Standard normals by the Box-Muller transform of two uniforms (one draw of each)."""
+        """Standard normals by the Box-Muller transform, in pairs: elements 2m and 2m + 1 of a
+        draw share block m (counter word 3 = 2), whose words give u1 and u2 (53 bits each),
+        and take r cos(2 pi u2) and r sin(2 pi u2), r = sqrt(-2 ln(1 - u1))."""
         xp = self.xp
-        u1 = 1.0 - self.uniform(shape, xp.float64)  # (0, 1]: log is finite
-        u2 = self.uniform(shape, xp.float64)
-        z = sqrt_nonnegative(-2.0 * log_unit(u1 * _TWO53)) * cos_2pi(u2)
+        a, b, c, d, odd = self._pair_words(shape)
+        u1 = 1.0 - _unit53(xp, a, b)  # (0, 1]: log is finite
+        u2 = _unit53(xp, c, d)
+        z = sqrt_nonnegative(-2.0 * log_unit(u1 * _TWO53)) * cos_2pi(u2, odd)
         return xp.astype(z, dtype)
 
     def integers(self, high: int, shape) -> Any:

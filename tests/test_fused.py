@@ -85,17 +85,22 @@ def test_the_philox_counter_moves_on_as_the_generic_sweep_moves_it():
 
 
 @pytest.mark.parametrize("name", CPU)
-@pytest.mark.parametrize("d,L", [(2, 6), (3, 4)])
+@pytest.mark.parametrize("d,L", [(2, 6), (2, 5), (3, 4)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("integrator", ["leapfrog", "omelyan"])
-def test_fused_hmc_gives_the_generic_fields(name, d, L, dtype, integrator):
+@pytest.mark.parametrize("stream", ["native", "philox"])
+def test_fused_hmc_gives_the_generic_fields(name, d, L, dtype, integrator, stream):
     pytest.importorskip(name)
     be = get_backend(name)
     theory = Phi4.from_kappa_lambda(0.18 if d == 2 else 0.12, 0.5)
     x = 0.5 * be.rng(2).normal((3,) + (L,) * d, be.dtype(dtype))
-    # a long step so that some trajectories are rejected
-    ref = _sweeps(HMC(theory, 1.5, 3, integrator), x, be.rng(5), 5)
-    got = _sweeps(HMC(theory, 1.5, 3, integrator, fused=True), x, be.rng(5), 5)
+    # a long step so that some trajectories are rejected; under Philox the kernel computes the
+    # momenta itself (an odd volume, L = 5, ends on half a Box-Muller pair)
+    rng_ref, rng_got = _rng(be, stream, 5), _rng(be, stream, 5)
+    ref = _sweeps(HMC(theory, 1.5, 3, integrator), x, rng_ref, 8)
+    got = _sweeps(HMC(theory, 1.5, 3, integrator, fused=True), x, rng_got, 8)
+    if stream == "philox":
+        assert rng_got.get_state() == rng_ref.get_state()
     rtol = 1e-12 if dtype == "float64" else 2e-5
     for (a, ia), (b, ib) in zip(ref, got):
         np.testing.assert_array_equal(be.to_numpy(b), be.to_numpy(a))
@@ -103,6 +108,25 @@ def test_fused_hmc_gives_the_generic_fields(name, d, L, dtype, integrator):
         # the Hamiltonian's sums run in another order: equal to rounding
         np.testing.assert_allclose(be.to_numpy(ib.delta_h), be.to_numpy(ia.delta_h), rtol=rtol, atol=rtol * 10 * L ** d)
     acc = np.concatenate([be.to_numpy(i.acceptance) for _, i in ref])
+    assert 0 < acc.mean() < 1
+
+
+@pytest.mark.parametrize("per_chain", [True, False])
+@pytest.mark.parametrize("d,L", [(2, 6), (3, 4)])
+def test_fused_hmc_chain_by_chain_and_pass_by_pass_agree(monkeypatch, per_chain, d, L):
+    # the Numba kernel runs small chains' trajectories one chain at a time (in cache) and
+    # large ones pass by pass over all chains: both must be the generic trajectory
+    nk = pytest.importorskip("portable_lattice.backends.fused.numba_kernels")
+    monkeypatch.setattr(nk, "_hmc_per_chain", lambda chains, site_bytes: per_chain)
+    be = get_backend("numpy")
+    theory = Phi4.from_kappa_lambda(0.18 if d == 2 else 0.12, 0.5)
+    x = 0.5 * be.rng(2).normal((4,) + (L,) * d, be.xp.float64)
+    ref = _sweeps(HMC(theory, 1.5, 3, "omelyan"), x, _rng(be, "philox", 5), 6)
+    got = _sweeps(HMC(theory, 1.5, 3, "omelyan", fused=True), x, _rng(be, "philox", 5), 6)
+    for (a, ia), (b, ib) in zip(ref, got):
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_array_equal(ib.acceptance, ia.acceptance)
+    acc = np.concatenate([i.acceptance for _, i in ref])
     assert 0 < acc.mean() < 1
 
 

@@ -46,12 +46,15 @@ def test_log_and_cos_are_accurate_and_their_scalar_twins_equal():
     k[:3] = [1.0, 2.0 ** 53, 2.0 ** 52]
     u = np.floor(rng.random(100000) * 2.0 ** 53) / 2.0 ** 53
     u[:4] = [0.0, 0.25, 0.5, 0.75]
-    log, cos = log_unit(k), cos_2pi(u)
+    log, cos, sin = log_unit(k), cos_2pi(u), cos_2pi(u, np.ones_like(u))
     # within a few units in the last place of the C library's
     np.testing.assert_allclose(log, np.log(k / 2.0 ** 53), rtol=1e-15, atol=0)
     np.testing.assert_allclose(cos, np.cos(2 * np.pi * u), rtol=0, atol=2e-15)
+    np.testing.assert_allclose(sin, np.sin(2 * np.pi * u), rtol=0, atol=2e-15)
+    np.testing.assert_array_equal(cos_2pi(u, np.zeros_like(u)), cos)
     assert [log_unit_scalar(float(v)) for v in k[:5000]] == list(log[:5000])
-    assert [cos_2pi_scalar(float(v)) for v in u[:5000]] == list(cos[:5000])
+    assert [cos_2pi_scalar(float(v), 0.0) for v in u[:5000]] == list(cos[:5000])
+    assert [cos_2pi_scalar(float(v), 1.0) for v in u[:5000]] == list(sin[:5000])
     a = np.concatenate([rng.random(50000) * 75, 10 ** rng.uniform(-17, 1.8, 50000), [0.0, 2.0 ** -52, 73.5, 4.0]])
     root = sqrt_nonnegative(a)
     np.testing.assert_allclose(root, np.sqrt(a), rtol=5e-16, atol=0)
@@ -67,6 +70,11 @@ def test_normals_have_the_right_moments():
     assert abs(z.mean()) < 5 / np.sqrt(n)
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
     assert abs((z ** 4).mean() - 3) < 5 * np.sqrt(96 / n)
+    # the two normals of a Box-Muller pair (elements 2m, 2m + 1) are independent: their
+    # correlation, and that of their squares, within 5 sigma of 0
+    a, b = z[:, 0::2].ravel(), z[:, 1::2].ravel()
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(a.size)
+    assert abs(np.corrcoef(a ** 2, b ** 2)[0, 1]) < 5 / np.sqrt(a.size)
 
 
 def test_a_chain_does_not_depend_on_the_chains_beside_it():

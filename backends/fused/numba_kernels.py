@@ -7,13 +7,20 @@ order (see :mod:`portable_lattice.samplers.fused` for the plan it is given):
   the full lattice (no split into blocks and back), ``hits`` proposals per site with the
   neighbour sum computed once; phi^4 (float32, float64) and Ising (int8, integer thresholds).
 * :func:`hmc_trajectory` - a whole HMC trajectory: one pass per integration step
-  (gradient at the drifted field, kick, next drift; two field buffers), the Hamiltonian's
-  sums in the last pass, then the accept/reject.
+  (gradient at the drifted field, kick, next drift), the Hamiltonian's sums, then the
+  accept/reject. Small chains run their whole trajectory one chain per task (their arrays
+  stay in cache); large ones pass by pass over all chains.
+* :func:`philox_normals` - a Philox normal draw (the HMC momenta under Philox).
 
-Under the Philox stream the random numbers are computed in registers from the counter a
-site's element has in the generic path's draw; under a native stream they are the generic
-path's own arrays. Work is split over (chain, row) pairs; each writes only its own row and
-its own partial count, so there are no races and the result does not depend on the thread
+Under the Philox stream the random numbers are computed from the counter a site's element
+has in the generic path's draw; under a native stream they are the generic path's own
+arrays. The Philox normals are computed in loops of their own, before the updates that use
+them: such a loop has no dependence between iterations and vectorises, where a normal
+computed inside the update loop runs at the latency of its long chain of operations (five
+times slower, measured). Every kernel compiles with ``error_model="numpy"``: Python's error
+model checks every division for zero, and that branch alone stops the vectorisation.
+Work is split over tasks of whole rows (or whole chains); each writes only its own rows and
+its own partial counts, so there are no races and the result does not depend on the thread
 count.
 """
 from __future__ import annotations
@@ -32,7 +39,14 @@ _MASK = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _rows_per_task(h, rows):
+    """Rows per parallel task: about 2048 sites of a parity, so that a task's buffers (one
+    allocation each) and its start cost little against its updates on small lattices."""
+    return max(1, min(rows, 2048 // max(h, 1)))
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _philox(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 of uint64 words below 2^32 (the generic :func:`philox4x32`)."""
     for _ in range(10):
@@ -46,7 +60,7 @@ def _philox(c0, c1, c2, c3, k0, k1):
     return c0, c1, c2, c3
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _word32(i, draw, chain, k0, k1):
     """Element i's 32-bit word of a 32-bit draw: block i // 4, word i % 4, counter word 3 = 0."""
     w0, w1, w2, w3 = _philox(np.uint64(i >> 2), np.uint64(draw), np.uint64(chain), np.uint64(0), k0, k1)
@@ -60,69 +74,96 @@ def _word32(i, draw, chain, k0, k1):
     return w3
 
 
-@nb.njit(inline="always", cache=True)
-def _uniform64(i, draw, chain, k0, k1):
-    """Element i of a float64 uniform draw: block i // 2, words 2 (i % 2) and the next, counter word 3 = 1."""
-    w0, w1, w2, w3 = _philox(np.uint64(i >> 1), np.uint64(draw), np.uint64(chain), np.uint64(1), k0, k1)
-    if i & 1:
-        a, b = w2, w3
-    else:
-        a, b = w0, w1
-    return np.float64((a >> np.uint64(5)) * np.uint64(67108864) + (b >> np.uint64(6))) * (2.0 ** -53)
-
-
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _uniform32(i, draw, chain, k0, k1):
     return np.float32(_word32(i, draw, chain, k0, k1) >> np.uint64(8)) * np.float32(2.0 ** -24)
 
 
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _unit53(a, b):
+    return np.float64((a >> np.uint64(5)) * np.uint64(67108864) + (b >> np.uint64(6))) * (2.0 ** -53)
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _uniform64_pair(m, draw, chain, k0, k1):
+    """Elements 2m and 2m + 1 of a float64 uniform draw (one block)."""
+    w0, w1, w2, w3 = _philox(np.uint64(m), np.uint64(draw), np.uint64(chain), np.uint64(1), k0, k1)
+    return _unit53(w0, w1), _unit53(w2, w3)
+
+
 @functools.lru_cache(maxsize=4)
 def _normal_math(log_fn, cos_fn, sqrt_fn):
-    """The core's scalar log, cos and sqrt, compiled; and a float64 normal from them."""
-    log_unit, cos_2pi, sqrt_nn = nb.njit(inline="always")(log_fn), nb.njit(inline="always")(cos_fn), \
-        nb.njit(inline="always")(sqrt_fn)
+    """The core's scalar log, cos and sqrt, compiled; and the Box-Muller pair from them."""
+    log_unit, cos_2pi, sqrt_nn = (nb.njit(inline="always", error_model="numpy")(f)
+                                  for f in (log_fn, cos_fn, sqrt_fn))
 
-    @nb.njit(inline="always")
-    def normal64(i, draw, chain, k0, k1):
-        # Box-Muller of one draw of u1 and the next of u2, as PhiloxGenerator.normal
-        u1 = 1.0 - _uniform64(i, draw, chain, k0, k1)
-        u2 = _uniform64(i, draw + 1, chain, k0, k1)
-        return sqrt_nn(-2.0 * log_unit(u1 * 9007199254740992.0)) * cos_2pi(u2)
+    @nb.njit(inline="always", error_model="numpy")
+    def normal_pair(m, draw, chain, k0, k1):
+        # elements 2m and 2m + 1 of a normal draw, as PhiloxGenerator.normal: one block
+        w0, w1, w2, w3 = _philox(np.uint64(m), np.uint64(draw), np.uint64(chain), np.uint64(2), k0, k1)
+        u1 = 1.0 - _unit53(w0, w1)
+        u2 = _unit53(w2, w3)
+        r = sqrt_nn(-2.0 * log_unit(u1 * 9007199254740992.0))
+        return r * cos_2pi(u2, 0.0), r * cos_2pi(u2, 1.0)
 
-    return normal64
+    return normal_pair
 
 
 # --- phi^4 checkerboard -----------------------------------------------------------------------
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _to32(z):
     return np.float32(z)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _to64(z):
     return np.float64(z)
 
 
 @functools.lru_cache(maxsize=8)
-def _phi4_kernels(normal64, f32: bool):
+def _phi4_kernels(normal_pair, f32: bool):
     # the field's float type fixed at build time: a branch on the dtype inside the kernel
     # would unify both sides to float64
-    tofloat, uniform = (_to32, _uniform32) if f32 else (_to64, _uniform64)
+    tofloat = _to32 if f32 else _to64
+    f32 = bool(f32)
 
-    @nb.njit(inline="always")
-    def site(x, nsum, i, X, c, hits, philox, k0, k1, draw, drow, urow, step, c1, c3, beta, a, c6, c4, g):
-        """All hits at one site (element i of the blocked draw, X along its row), with the
-        neighbour sum fixed: the new value and the accepted count. ``draw`` is the parity's
-        first draw; ``drow``/``urow`` the row's native normals and uniforms, (hits, h)."""
+    @nb.njit(inline="always", error_model="numpy")
+    def task_draws(bases, nrows, h, hits, c, k0, k1, draw):
+        """The Philox normals (and float64 uniforms) of a task's rows, in one loop over their
+        blocks: one block gives elements 2m and 2m + 1, and a loop with no dependence between
+        its iterations vectorises (a normal inside the update loop would run at the latency
+        of its long chain, and a loop over one short row mostly in the scalar remainder).
+        Row r, hit t starts at ``start[r, t]`` of the returned buffers."""
+        per = (h + 2) // 2 + 1
+        ms = np.empty(nrows * hits * per, dtype=np.int64)
+        drs = np.empty(nrows * hits * per, dtype=np.int64)
+        start = np.empty((nrows, hits), dtype=np.int64)
+        k = 0
+        for r in range(nrows):
+            off, m0 = bases[r] & 1, bases[r] >> 1
+            for t in range(hits):
+                start[r, t] = 2 * k + off
+                for j in range((off + h + 1) >> 1):
+                    ms[k] = m0 + j
+                    drs[k] = draw + 2 * t
+                    k += 1
+        z = np.empty(2 * k, dtype=np.float64)
+        for q in range(k):
+            z[2 * q], z[2 * q + 1] = normal_pair(ms[q], drs[q], c, k0, k1)
+        u = np.empty(0 if f32 else 2 * k, dtype=np.float64)
+        if not f32:
+            for q in range(k):
+                u[2 * q], u[2 * q + 1] = _uniform64_pair(ms[q], drs[q] + 1, c, k0, k1)
+        return z, u, start
+
+    @nb.njit(inline="always", error_model="numpy")
+    def site(x, nsum, X, hits, drow, urow, step, c1, c3, beta, a, c6, c4, g):
+        """All hits at one site (X along its row), with the neighbour sum fixed: the new value
+        and the accepted count. ``drow``/``urow`` are the row's normals and uniforms, (hits, h)."""
         n = 0
         for t in range(hits):
-            if philox:
-                dr = draw + 3 * t
-                delta = step * tofloat(normal64(i, dr, c, k0, k1))
-                u = uniform(i, dr + 2, c, k0, k1)
-            else:
-                delta = step * drow[t, X]
-                u = urow[t, X]
+            delta = step * drow[t, X]
+            u = urow[t, X]
             grad = x * (c1 + (c3 * x) * x) - beta * nsum
             dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
             if math.log(u) < -dS:
@@ -130,59 +171,102 @@ def _phi4_kernels(normal64, f32: bool):
                 n += 1
         return x, n
 
-    @nb.njit(parallel=True)
+    @nb.njit(inline="always", error_model="numpy")
+    def row_draws(philox, deltas, us, idx, dbuf, ubuf, z, u, start, r, hits, base, c, k0, k1, draw):
+        """Row r's normals and uniforms, (hits, h): copied from the task's Philox buffers into
+        ``dbuf``/``ubuf``, or a view of the drawn arrays (native stream)."""
+        if philox:
+            for t in range(hits):
+                s0 = start[r, t]
+                for X in range(dbuf.shape[1]):
+                    dbuf[t, X] = tofloat(z[s0 + X])
+                if f32:
+                    for X in range(ubuf.shape[1]):
+                        ubuf[t, X] = _uniform32(base + X, draw + 2 * t + 1, c, k0, k1)
+                else:
+                    for X in range(ubuf.shape[1]):
+                        ubuf[t, X] = u[s0 + X]
+            return dbuf, ubuf
+        return deltas[idx], us[idx]
+
+    @nb.njit(parallel=True, error_model="numpy")
     def sweep2(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts,
                nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
-        draw = draw0 + 3 * p * hits
-        for task in nb.prange(C * L):
-            c, x0 = task // L, task % L
-            xu, xd = nxt[x0], prv[x0]
-            start = (p + x0) & 1
-            b = bidx[(x0 & 1) * 2 + start]
-            base = (b * h + (x0 >> 1)) * h
-            drow = deltas[:, 0, 0, 0] if philox else deltas[:, c, b, x0 >> 1]
-            urow = us[:, 0, 0, 0] if philox else us[:, c, b, x0 >> 1]
-            n = 0
-            for x1 in range(start, L, 2):
-                X1 = x1 >> 1
-                nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, nxt[x1]] + phi[c, x0, prv[x1]])
-                phi[c, x0, x1], k = site(phi[c, x0, x1], nsum, base + X1, X1, c, hits, philox, k0, k1, draw,
-                                         drow, urow, step, c1, c3, beta, a, c6, c4, g)
-                n += k
-            counts[c, x0] += n
+        draw = draw0 + 2 * p * hits
+        R = _rows_per_task(h, L)
+        nblk = (L + R - 1) // R
+        for task in nb.prange(C * nblk):
+            c, blk = task // nblk, task % nblk
+            r0, r1 = blk * R, min(L, blk * R + R)
+            # element index of each row's first site in the blocked draw
+            bases = np.empty(r1 - r0, dtype=np.int64)
+            for x0 in range(r0, r1):
+                bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
+            dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
+            if philox:
+                z, u, start = task_draws(bases, r1 - r0, h, hits, c, k0, k1, draw)
+            else:
+                z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
+            for x0 in range(r0, r1):
+                xu, xd = nxt[x0], prv[x0]
+                start0 = (p + x0) & 1
+                b = bidx[(x0 & 1) * 2 + start0]
+                drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1), dbuf, ubuf, z, u, start,
+                                       x0 - r0, hits, bases[x0 - r0], c, k0, k1, draw)
+                n = 0
+                for x1 in range(start0, L, 2):
+                    X1 = x1 >> 1
+                    nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, nxt[x1]] + phi[c, x0, prv[x1]])
+                    phi[c, x0, x1], k = site(phi[c, x0, x1], nsum, X1, hits, drow, urow, step, c1, c3, beta, a, c6,
+                                             c4, g)
+                    n += k
+                counts[c, x0] += n
 
-    @nb.njit(parallel=True)
+    @nb.njit(parallel=True, error_model="numpy")
     def sweep3(phi, p, hits, philox, k0, k1, draw0, deltas, us, bidx, step, c1, c3, beta, a, c6, c4, g, counts,
                nxt, prv):
         C, L = phi.shape[0], phi.shape[1]
         h = L // 2
-        draw = draw0 + 3 * p * hits
-        for task in nb.prange(C * L * L):
-            c, r = task // (L * L), task % (L * L)
-            x0, x1 = r // L, r % L
-            x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
-            start = (p + x0 + x1) & 1
-            b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
-            base = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
-            drow = deltas[:, 0, 0, 0, 0] if philox else deltas[:, c, b, x0 >> 1, x1 >> 1]
-            urow = us[:, 0, 0, 0, 0] if philox else us[:, c, b, x0 >> 1, x1 >> 1]
-            n = 0
-            for x2 in range(start, L, 2):
-                X2 = x2 >> 1
-                nsum = ((phi[c, x0u, x1, x2] + phi[c, x0d, x1, x2]) + (phi[c, x0, x1u, x2] + phi[c, x0, x1d, x2])) \
-                    + (phi[c, x0, x1, nxt[x2]] + phi[c, x0, x1, prv[x2]])
-                phi[c, x0, x1, x2], k = site(phi[c, x0, x1, x2], nsum, base + X2, X2, c, hits, philox, k0, k1, draw,
-                                             drow, urow, step, c1, c3, beta, a, c6, c4, g)
-                n += k
-            counts[c, r] += n
+        draw = draw0 + 2 * p * hits
+        R = _rows_per_task(h, L * L)
+        nblk = (L * L + R - 1) // R
+        for task in nb.prange(C * nblk):
+            c, blk = task // nblk, task % nblk
+            r0, r1 = blk * R, min(L * L, blk * R + R)
+            bases = np.empty(r1 - r0, dtype=np.int64)
+            for r in range(r0, r1):
+                x0, x1 = r // L, r % L
+                b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
+                bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
+            dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
+            if philox:
+                z, u, start = task_draws(bases, r1 - r0, h, hits, c, k0, k1, draw)
+            else:
+                z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
+            for r in range(r0, r1):
+                x0, x1 = r // L, r % L
+                x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
+                start0 = (p + x0 + x1) & 1
+                b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start0]
+                drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1, x1 >> 1), dbuf, ubuf, z, u,
+                                       start, r - r0, hits, bases[r - r0], c, k0, k1, draw)
+                n = 0
+                for x2 in range(start0, L, 2):
+                    X2 = x2 >> 1
+                    nsum = ((phi[c, x0u, x1, x2] + phi[c, x0d, x1, x2]) + (phi[c, x0, x1u, x2] + phi[c, x0, x1d, x2])) \
+                        + (phi[c, x0, x1, nxt[x2]] + phi[c, x0, x1, prv[x2]])
+                    phi[c, x0, x1, x2], k = site(phi[c, x0, x1, x2], nsum, X2, hits, drow, urow, step, c1, c3, beta,
+                                                 a, c6, c4, g)
+                    n += k
+                counts[c, r] += n
 
     return sweep2, sweep3
 
 
 # --- Ising checkerboard -----------------------------------------------------------------------
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1, draw, c, bits_row, T, off, nxt, prv):
     """One row of a parity: Metropolis flips of sites x1 = 2 X1 + start, X1 < h; returns the
     accepted count. ``extra`` holds the d > 2 neighbour sums per X1 (n_extra = 0 in 2d).
@@ -217,7 +301,7 @@ def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1,
     return n
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, error_model="numpy")
 def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
@@ -232,7 +316,7 @@ def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, 
                                    k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, error_model="numpy")
 def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
@@ -256,7 +340,7 @@ def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, 
 def _neighbours(L: int):
     """x + 1 and x - 1 on the ring of L sites: a load where a modulo would cost a division."""
     i = np.arange(L, dtype=np.int64)
-    return (i + 1) % L, (i - 1) % L
+    return ((i + 1) % L).astype(np.uint64), ((i - 1) % L).astype(np.uint64)
 
 
 def _host(x):
@@ -287,8 +371,8 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
     half = (1, 1) + (1,) * d
     if plan["kind"] == "phi4":
         ft = np.float32 if plan["dtype"] == "float32" else np.float64
-        normal64 = _normal_math(*stream["normal_math"]) if philox else _normal_math(*_NATIVE_MATH)
-        kernel = _phi4_kernels(normal64, ft is np.float32)[d - 2]
+        pair = _normal_math(*stream["normal_math"]) if philox else _normal_math(*_NATIVE_MATH)
+        kernel = _phi4_kernels(pair, ft is np.float32)[d - 2]
         cst = plan["constants"]
         consts = [ft(cst[k]) for k in ("c1", "c3", "beta", "a", "c6", "c4", "g")]
         for p in (0, 1):
@@ -312,129 +396,234 @@ def _never(k):  # placeholders: a native stream never calls the normal
     return 0.0
 
 
-_NATIVE_MATH = (_never, _never, _never)
+def _never2(u, quarter):
+    return 0.0
+
+
+_NATIVE_MATH = (_never, _never2, _never)
 
 
 # --- HMC ----------------------------------------------------------------------------------------
-@nb.njit(inline="always", cache=True)
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _grad(x, nsum, c1, c3, beta):
     return x * (c1 + (c3 * x) * x) - beta * nsum
 
 
-@nb.njit(parallel=True, cache=True)
-def _hmc_pass2(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out, nxt, prv):
-    """Per site: the gradient at ``src`` (or ``grad_in``), p -= ck grad, then dst = src + cd p."""
-    C, L = src.shape[0], src.shape[1]
-    for task in nb.prange(C * L):
-        c, x0 = task // L, task % L
-        xu, xd = nxt[x0], prv[x0]
-        for x1 in range(L):
-            x = src[c, x0, x1]
-            if use_grad_in:
-                g = grad_in[c, x0, x1]
-            else:
-                nsum = ((src[c, xu, x1] + src[c, xd, x1]) + src[c, x0, nxt[x1]]) + src[c, x0, prv[x1]]
-                g = _grad(x, nsum, c1, c3, beta)
-            q = pm[c, x0, x1] - ck * g
-            pm[c, x0, x1] = q
-            if drift:
-                dst[c, x0, x1] = x + cd * q
-            else:
-                grad_out[c, x0, x1] = g
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _pass_row2(src, dst, pm, gin, use_grad_in, ck, cd, drift, c1, c3, beta, gout, nxt, prv, x0):
+    """Row x0 of one chain (2d arrays): the gradient at ``src`` (or ``gin``), p -= ck grad,
+    then dst = src + cd p (``drift``) or gout = grad."""
+    xu, xd = nxt[x0], prv[x0]
+    for x1 in range(src.shape[1]):
+        x = src[x0, x1]
+        if use_grad_in:
+            g = gin[x0, x1]
+        else:
+            nsum = ((src[xu, x1] + src[xd, x1]) + src[x0, nxt[x1]]) + src[x0, prv[x1]]
+            g = _grad(x, nsum, c1, c3, beta)
+        q = pm[x0, x1] - ck * g
+        pm[x0, x1] = q
+        if drift:
+            dst[x0, x1] = x + cd * q
+        else:
+            gout[x0, x1] = g
 
 
-@nb.njit(parallel=True, cache=True)
-def _hmc_pass3(src, dst, pm, grad_in, use_grad_in, ck, cd, drift, c1, c3, beta, grad_out, nxt, prv):
-    C, L = src.shape[0], src.shape[1]
-    for task in nb.prange(C * L * L):
-        c, r = task // (L * L), task % (L * L)
-        x0, x1 = r // L, r % L
-        x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
-        for x2 in range(L):
-            x = src[c, x0, x1, x2]
-            if use_grad_in:
-                g = grad_in[c, x0, x1, x2]
-            else:
-                nsum = ((((src[c, x0u, x1, x2] + src[c, x0d, x1, x2]) + src[c, x0, x1u, x2]) + src[c, x0, x1d, x2])
-                        + src[c, x0, x1, nxt[x2]]) + src[c, x0, x1, prv[x2]]
-                g = _grad(x, nsum, c1, c3, beta)
-            q = pm[c, x0, x1, x2] - ck * g
-            pm[c, x0, x1, x2] = q
-            if drift:
-                dst[c, x0, x1, x2] = x + cd * q
-            else:
-                grad_out[c, x0, x1, x2] = g
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _pass_row3(src, dst, pm, gin, use_grad_in, ck, cd, drift, c1, c3, beta, gout, nxt, prv, r):
+    L = src.shape[0]
+    x0, x1 = r // L, r % L
+    x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
+    for x2 in range(L):
+        x = src[x0, x1, x2]
+        if use_grad_in:
+            g = gin[x0, x1, x2]
+        else:
+            nsum = ((((src[x0u, x1, x2] + src[x0d, x1, x2]) + src[x0, x1u, x2]) + src[x0, x1d, x2])
+                    + src[x0, x1, nxt[x2]]) + src[x0, x1, prv[x2]]
+            g = _grad(x, nsum, c1, c3, beta)
+        q = pm[x0, x1, x2] - ck * g
+        pm[x0, x1, x2] = q
+        if drift:
+            dst[x0, x1, x2] = x + cd * q
+        else:
+            gout[x0, x1, x2] = g
 
 
-@nb.njit(parallel=True, cache=True)
-def _energies2(phi, pm, a, g, beta, out, nxt):
-    """Per chain and row: sum of the action density and of p^2 / 2."""
-    C, L = phi.shape[0], phi.shape[1]
-    for task in nb.prange(C * L):
-        c, x0 = task // L, task % L
-        xu = nxt[x0]
-        s, k = 0.0, 0.0
-        for x1 in range(L):
-            x = phi[c, x0, x1]
-            x2 = x * x
-            s += (a * x2 + (g * x2) * x2) - (beta * x) * (phi[c, xu, x1] + phi[c, x0, nxt[x1]])
-            q = pm[c, x0, x1]
-            k += q * q
-        out[c, x0, 0] = s
-        out[c, x0, 1] = 0.5 * k
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _energy_row2(phi, pm, a, g, beta, nxt, x0):
+    """Row x0 of one chain: the sums of the action density and of p^2."""
+    xu = nxt[x0]
+    s, k = 0.0, 0.0
+    for x1 in range(phi.shape[1]):
+        x = phi[x0, x1]
+        x2 = x * x
+        s += (a * x2 + (g * x2) * x2) - (beta * x) * (phi[xu, x1] + phi[x0, nxt[x1]])
+        q = pm[x0, x1]
+        k += q * q
+    return s, k
 
 
-@nb.njit(parallel=True, cache=True)
-def _energies3(phi, pm, a, g, beta, out, nxt):
-    C, L = phi.shape[0], phi.shape[1]
-    for task in nb.prange(C * L * L):
-        c, r = task // (L * L), task % (L * L)
-        x0, x1 = r // L, r % L
-        x0u, x1u = nxt[x0], nxt[x1]
-        s, k = 0.0, 0.0
-        for x2 in range(L):
-            x = phi[c, x0, x1, x2]
-            xx = x * x
-            s += (a * xx + (g * xx) * xx) - (beta * x) * ((phi[c, x0u, x1, x2] + phi[c, x0, x1u, x2])
-                                                           + phi[c, x0, x1, nxt[x2]])
-            q = pm[c, x0, x1, x2]
-            k += q * q
-        out[c, r, 0] = s
-        out[c, r, 1] = 0.5 * k
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _energy_row3(phi, pm, a, g, beta, nxt, r):
+    L = phi.shape[0]
+    x0, x1 = r // L, r % L
+    x0u, x1u = nxt[x0], nxt[x1]
+    s, k = 0.0, 0.0
+    for x2 in range(L):
+        x = phi[x0, x1, x2]
+        xx = x * x
+        s += (a * xx + (g * xx) * xx) - (beta * x) * ((phi[x0u, x1, x2] + phi[x0, x1u, x2]) + phi[x0, x1, nxt[x2]])
+        q = pm[x0, x1, x2]
+        k += q * q
+    return s, k
+
+
+@functools.lru_cache(maxsize=2)
+def _hmc_kernels(d: int):
+    """For d = 2 or 3: a pass over all chains (parallel over rows), the energies, and a whole
+    trajectory per chain (parallel over chains)."""
+    row, erow = (_pass_row2, _energy_row2) if d == 2 else (_pass_row3, _energy_row3)
+
+    @nb.njit(parallel=True, error_model="numpy")
+    def one_pass(src, dst, pm, gin, use_grad_in, ck, cd, drift, c1, c3, beta, gout, nxt, prv):
+        C, R = src.shape[0], src.shape[1] ** (d - 1)
+        for task in nb.prange(C * R):
+            c, r = task // R, task % R
+            row(src[c], dst[c], pm[c], gin[c], use_grad_in, ck, cd, drift, c1, c3, beta, gout[c], nxt, prv, r)
+
+    @nb.njit(parallel=True, error_model="numpy")
+    def energies(phi, pm, a, g, beta, out, nxt):
+        C, R = phi.shape[0], phi.shape[1] ** (d - 1)
+        for task in nb.prange(C * R):
+            c, r = task // R, task % R
+            s, k = erow(phi[c], pm[c], a, g, beta, nxt, r)
+            out[c, r, 0] = s
+            out[c, r, 1] = 0.5 * k
+
+    @nb.njit(parallel=True, error_model="numpy")
+    def chains(phi, pm, gin, cks, cds, ck_last, c1, c3, beta, a, g, out, gout, parts0, parts1, nxt, prv):
+        """Every pass of the trajectory for one chain after another: a small chain's arrays
+        stay in the core's cache for all of them, instead of going through memory once per
+        pass. The same arithmetic, site by site, as the passes over all chains."""
+        C, R, nd = phi.shape[0], phi.shape[1] ** (d - 1), cds.shape[0]
+        for c in nb.prange(C):
+            scratch = np.empty_like(phi[c])
+            for r in range(R):
+                s, k = erow(phi[c], pm[c], a, g, beta, nxt, r)
+                parts0[c, r, 0] = s
+                parts0[c, r, 1] = 0.5 * k
+            src = phi[c]
+            for n in range(nd):
+                dst = out[c] if (nd - n) % 2 == 1 else scratch  # the last drift writes out[c]
+                for r in range(R):
+                    row(src, dst, pm[c], gin[c], n == 0, cks[n], cds[n], True, c1, c3, beta, gout[c], nxt, prv, r)
+                src = dst
+            for r in range(R):
+                row(src, src, pm[c], gin[c], False, ck_last, cds[0] * 0, False, c1, c3, beta, gout[c], nxt, prv, r)
+            for r in range(R):
+                s, k = erow(src, pm[c], a, g, beta, nxt, r)
+                parts1[c, r, 0] = s
+                parts1[c, r, 1] = 0.5 * k
+
+    return one_pass, energies, chains
+
+
+def _hmc_per_chain(chains: int, site_bytes: int) -> bool:
+    """Run whole trajectories chain by chain when there are chains enough for the threads and
+    a chain's four arrays fit a core's cache (256 KiB); otherwise pass by pass over all chains."""
+    return chains >= 2 * nb.get_num_threads() and 4 * site_bytes <= 256 * 1024
 
 
 def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     """A fused HMC trajectory with its accept/reject: (phi, action, grad, accepted, dH), as
     :meth:`HMC.propose_and_accept` returns them."""
     h_phi, back = _host(phi)
-    h_action, h_grad, h_p, h_u = (_host(a)[0] for a in (action, grad, p, u))
+    h_action, h_grad, h_u = (_host(a)[0] for a in (action, grad, u))
     d = plan["dim"]
     ft = np.float32 if plan["dtype"] == "float32" else np.float64
+    if p is None:  # Philox: the momenta are the stream's normal draw, computed here
+        h_p = philox_normals(h_phi.shape, ft, plan["momenta"])
+    else:
+        h_p = _host(p)[0]
     cst = plan["constants"]
     c1, c3, beta, a, g = (ft(cst[k]) for k in ("c1", "c3", "beta", "a", "g"))
-    run, energies = (_hmc_pass2, _energies2) if d == 2 else (_hmc_pass3, _energies3)
+    one_pass, energies, chains = _hmc_kernels(d)
     seq = plan["sequence"]  # kick, drift, kick, ..., kick
-    V = h_phi[0].size
-    parts = np.zeros((h_phi.shape[0], h_phi.shape[1] ** (d - 1), 2), dtype=np.float64)
+    cks = np.array([c for _, c in seq[0::2]], dtype=ft)
+    cds = np.array([c for _, c in seq[1::2]], dtype=ft)
+    if cds.size == 0:
+        raise ValueError("the fused HMC trajectory needs at least one drift")
+    C, V = h_phi.shape[0], h_phi[0].size
+    parts0 = np.empty((C, h_phi.shape[1] ** (d - 1), 2), dtype=np.float64)
+    parts1 = np.empty_like(parts0)
     nxt, prv = _neighbours(h_phi.shape[1])
-    energies(h_phi, h_p, a, g, beta, parts, nxt)
-    kinetic0 = parts[..., 1].sum(axis=1)
-    pm = np.array(h_p, dtype=ft, copy=True)
-    src, dst = np.array(h_phi, copy=True), np.empty_like(h_phi)
-    grad_out = np.empty_like(h_phi)
-    first = True
-    for j in range(0, len(seq) - 1, 2):
-        ck, cd = ft(seq[j][1]), ft(seq[j + 1][1])
-        run(src, dst, pm, h_grad, first, ck, cd, True, c1, c3, beta, grad_out, nxt, prv)
-        src, dst = dst, src
-        first = False
-    run(src, dst, pm, h_grad, first, ft(seq[-1][1]), ft(0.0), False, c1, c3, beta, grad_out, nxt, prv)
-    energies(src, pm, a, g, beta, parts, nxt)
-    new_action = (parts[..., 0].sum(axis=1) + plan["constant_per_site"] * V).astype(ft)
-    dH = (new_action + parts[..., 1].sum(axis=1)) - (h_action.astype(np.float64) + kinetic0)
+    # the momenta are kicked in place: a copy unless they were computed here
+    pm = h_p if p is None else np.array(h_p, dtype=ft, copy=True)
+    h_phi_c, h_grad_c = np.ascontiguousarray(h_phi), np.ascontiguousarray(h_grad)
+    new_phi, grad_out = np.empty_like(h_phi_c), np.empty_like(h_phi_c)
+    if _hmc_per_chain(C, V * h_phi.itemsize):
+        chains(h_phi_c, pm, h_grad_c, cks[:-1], cds, cks[-1], c1, c3, beta, a, g, new_phi, grad_out, parts0, parts1,
+               nxt, prv)
+    else:
+        energies(h_phi_c, pm, a, g, beta, parts0, nxt)
+        # two field buffers of our own (the input is only read, by the first pass); the last
+        # drift writes new_phi
+        scratch = np.empty_like(h_phi_c)
+        src, nd = h_phi_c, cds.size
+        for n in range(nd):
+            dst = new_phi if (nd - n) % 2 == 1 else scratch
+            one_pass(src, dst, pm, h_grad_c, n == 0, cks[n], cds[n], True, c1, c3, beta, grad_out, nxt, prv)
+            src = dst
+        one_pass(src, src, pm, h_grad_c, False, cks[-1], ft(0.0), False, c1, c3, beta, grad_out, nxt, prv)
+        energies(src, pm, a, g, beta, parts1, nxt)
+    kinetic0 = parts0[..., 1].sum(axis=1)
+    new_action = (parts1[..., 0].sum(axis=1) + plan["constant_per_site"] * V).astype(ft)
+    dH = (new_action + parts1[..., 1].sum(axis=1)) - (h_action.astype(np.float64) + kinetic0)
     dH = dH.astype(ft)
     with np.errstate(divide="ignore", invalid="ignore"):
         acc = np.log(h_u) < -dH
-    keep = acc.reshape((-1,) + (1,) * d)
-    return (back(np.where(keep, src, h_phi)), back(np.where(acc, new_action, h_action)),
-            back(np.where(keep, grad_out, h_grad)), back(acc), back(dH))
+    # the buffers become the result: the rejected chains get their old field and gradient back
+    # (no pass over the accepted ones)
+    rejected = ~acc
+    if rejected.any():
+        new_phi[rejected] = h_phi[rejected]
+        grad_out[rejected] = h_grad[rejected]
+    return (back(new_phi), back(np.where(acc, new_action, h_action)), back(grad_out), back(acc), back(dH))
+
+
+# --- Philox normals -----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _normal_fill(pair, f32: bool):
+    tofloat = _to32 if f32 else _to64
+
+    @nb.njit(parallel=True, error_model="numpy")
+    def fill(out, draw, k0, k1):
+        """out[c, e] = element e of chain c's normal draw: the pairs (2m, 2m + 1) of one block
+        each, in chunks of 4096 elements, a loop that vectorises."""
+        C, V = out.shape
+        nchunk = (V + 4095) // 4096
+        for task in nb.prange(C * nchunk):
+            c, k = task // nchunk, task % nchunk
+            e1 = min(V, 4096 * k + 4096)
+            # a view, so that the loop's indices start at 0: numba's negative-index check on
+            # an index it cannot prove non-negative would stop the loop vectorising
+            chunk = out[c, 4096 * k:e1]
+            for j in range(chunk.shape[0] >> 1):
+                z0, z1 = pair(2048 * k + j, draw, c, k0, k1)
+                chunk[2 * j] = tofloat(z0)
+                chunk[2 * j + 1] = tofloat(z1)
+            if e1 & 1:  # an odd last element: the first of its pair
+                z0, z1 = pair(e1 >> 1, draw, c, k0, k1)
+                out[c, e1 - 1] = tofloat(z0)
+
+    return fill
+
+
+def philox_normals(shape, dtype, stream: dict):
+    """``PhiloxGenerator.normal(shape, dtype)`` at the draw ``stream`` names, computed by a
+    compiled loop (equal bit for bit)."""
+    out = np.empty((shape[0], int(np.prod(shape[1:], dtype=np.int64))), dtype=dtype)
+    k0, k1 = (np.uint64(v) for v in stream["key"])
+    _normal_fill(_normal_math(*stream["normal_math"]), dtype == np.float32)(out, int(stream["draw"]), k0, k1)
+    return out.reshape(shape)

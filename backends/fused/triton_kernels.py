@@ -139,7 +139,8 @@ def _log_unit(k, mc):
 
 
 @triton.jit
-def _cos_2pi(u, mc):
+def _cos_2pi(u, quarter, mc):
+    """cos(2 pi u - quarter pi/2), quarter 0 or 1 (float64): philox.cos_2pi."""
     t = u * 4.0
     q = tl.floor(t)
     y = ((t - q) - 0.5) * tl.load(mc + 34)
@@ -153,6 +154,8 @@ def _cos_2pi(u, mc):
     r = tl.load(mc + 33)
     cos_x = (acc_c - sin_y) * r
     sin_x = (acc_c + sin_y) * r
+    q = q - quarter
+    q = tl.where(q < 0.0, q + 4.0, q)
     return tl.where(q == 0.0, cos_x, tl.where(q == 1.0, -sin_x, tl.where(q == 2.0, -cos_x, sin_x)))
 
 
@@ -190,10 +193,15 @@ def _sqrt_nonnegative(a, mc):
 
 @triton.jit
 def _normal64(i, draw, chain, k0, k1, mc):
-    """Box-Muller of one draw of u1 and the next of u2, as PhiloxGenerator.normal."""
-    u1 = 1.0 - _uniform64(i, draw, chain, k0, k1)
-    u2 = _uniform64(i, draw + 1, chain, k0, k1)
-    return _sqrt_nonnegative(-2.0 * _log_unit(u1 * 9007199254740992.0, mc), mc) * _cos_2pi(u2, mc)
+    """Element i of a normal draw, as PhiloxGenerator.normal: Box-Muller of the block
+    (i // 2, draw, chain, 2), r cos(2 pi u2) for even i and r sin(2 pi u2) for odd i."""
+    blk = (i >> 1).to(tl.uint32)
+    zero = blk * 0
+    w0, w1, w2, w3 = _philox(blk, zero + draw, zero + chain, zero + 2, k0, k1)
+    u1 = 1.0 - ((w0.to(tl.int64) >> 5) * 67108864 + (w1.to(tl.int64) >> 6)).to(tl.float64) * (2.0 ** -53)
+    u2 = ((w2.to(tl.int64) >> 5) * 67108864 + (w3.to(tl.int64) >> 6)).to(tl.float64) * (2.0 ** -53)
+    quarter = (i & 1).to(tl.float64)
+    return _sqrt_nonnegative(-2.0 * _log_unit(u1 * 9007199254740992.0, mc), mc) * _cos_2pi(u2, quarter, mc)
 
 
 @triton.jit
@@ -273,14 +281,14 @@ def _checkerboard_kernel(x_ptr, part_ptr, meta_ptr, bidx_ptr, t_ptr, cst_ptr, mc
         g = tl.load(cst_ptr + 7)
         for t in range(hits):
             if PHILOX:
-                dr = (draw0 + 3 * (p * hits + t)).to(tl.uint32)
+                dr = (draw0 + 2 * (p * hits + t)).to(tl.uint32)
                 z = _normal64(i, dr, chain, k0, k1, mc_ptr)
                 if F64:
                     delta = step * z
-                    u = _uniform64(i, dr + 2, chain, k0, k1)
+                    u = _uniform64(i, dr + 1, chain, k0, k1)
                 else:
                     delta = step * z.to(tl.float32)
-                    u = _uniform32(i, dr + 2, chain, k0, k1)
+                    u = _uniform32(i, dr + 1, chain, k0, k1)
             else:
                 k = (t * chains + c).to(tl.int64) * nhalf + i
                 # the generic path's normals, scaled here as the rule scales them
@@ -470,6 +478,8 @@ def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     cst = plan["constants"]
     consts = torch.tensor([cst[k] for k in ("c1", "c3", "beta", "a", "g")], dtype=ft, device=dev)
     coef = torch.tensor([c for _, c in seq] + [0.0], dtype=ft, device=dev)
+    if p is None:  # Philox: the momenta are the stream's normal draw, computed here
+        p = philox_normals(tuple(phi.shape), ft, plan["momenta"], dev)
     phi_c, p_c, grad_c = phi.contiguous(), p.contiguous().to(ft), grad.contiguous()
     BLOCK = _block_size(V)
     nblocks = triton.cdiv(V, BLOCK)
@@ -512,3 +522,31 @@ def _words_kernel(out_ptr, meta_ptr, n, BLOCK: tl.constexpr):
     k1 = tl.load(meta_ptr + 1).to(tl.uint32)
     w = _word32(i, tl.load(meta_ptr + 2).to(tl.uint32), tl.load(meta_ptr + 3).to(tl.uint32), k0, k1)
     tl.store(out_ptr + i, w.to(tl.int64), mask=i < n)
+
+
+def philox_normals(shape: tuple, dtype, stream: dict, device):
+    """``PhiloxGenerator.normal(shape, dtype)`` at the draw ``stream`` names, computed in registers."""
+    C = int(shape[0])
+    V = 1
+    for n in shape[1:]:
+        V *= int(n)
+    out = torch.empty((C, V), dtype=dtype, device=device)
+    key = stream["key"]
+    meta = torch.tensor([int(key[0]), int(key[1]), int(stream["draw"])], dtype=torch.int64, device=device)
+    mc = torch.tensor(stream["normal_constants"], dtype=torch.float64, device=device)
+    BLOCK = _block_size(V)
+    _normals_kernel[(C, triton.cdiv(V, BLOCK))](out, meta, mc, V, F64=dtype == torch.float64, BLOCK=BLOCK,
+                                                enable_fp_fusion=False)
+    return out.reshape(shape)
+
+
+@triton.jit
+def _normals_kernel(out_ptr, meta_ptr, mc_ptr, V, F64: tl.constexpr, BLOCK: tl.constexpr):
+    c = tl.program_id(0)
+    i = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    k0 = tl.load(meta_ptr).to(tl.uint32)
+    k1 = tl.load(meta_ptr + 1).to(tl.uint32)
+    z = _normal64(i, tl.load(meta_ptr + 2).to(tl.uint32), c.to(tl.uint32), k0, k1, mc_ptr)
+    if not F64:
+        z = z.to(tl.float32)
+    tl.store(out_ptr + c.to(tl.int64) * V + i, z, mask=i < V)

@@ -91,9 +91,9 @@ def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> 
         field = _float_name(x, x.dtype)
         if _float_name(x, dtype) != field:
             raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
-        # draws per sweep: a normal (two uniforms) and a uniform per hit and parity
+        # draws per sweep: a normal and a uniform per hit and parity
         return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
-                "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 6 * hits}
+                "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 4 * hits}
     if rname == "SpinFlip" and hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table"):
         if "int8" not in str(x.dtype):
             raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")

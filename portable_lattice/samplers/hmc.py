@@ -159,13 +159,21 @@ class HMC:
     def step(self, state: FieldState, rng) -> tuple[FieldState, Info]:
         phi = state.phi
         xp = array_namespace(phi)
-        p = rng.normal(tuple(phi.shape), phi.dtype)
-        u = rng.uniform((phi.shape[0],), phi.dtype)
         if self.fused:
             kernel = fused.kernel_for("hmc", phi)
-            new_phi, new_action, new_grad, acc, dH = kernel(phi, state.action, state.grad, p, u,
-                                                            fused.hmc_plan(self, phi))
+            plan = fused.hmc_plan(self, phi)
+            if fused.uses_philox(rng):
+                # the momenta are the stream's next normal draw, computed by the kernel itself
+                plan = dict(plan, momenta=fused.stream_plan(rng, 1))
+                fused.advance_stream(rng, 1)
+                p = None
+            else:
+                p = rng.normal(tuple(phi.shape), phi.dtype)
+            u = rng.uniform((phi.shape[0],), phi.dtype)
+            new_phi, new_action, new_grad, acc, dH = kernel(phi, state.action, state.grad, p, u, plan)
         else:
+            p = rng.normal(tuple(phi.shape), phi.dtype)
+            u = rng.uniform((phi.shape[0],), phi.dtype)
             step = accelerated(type(self).propose_and_accept, xp)
             new_phi, new_action, new_grad, acc, dH = step(self, phi, state.action, state.grad, p, u)
         return (FieldState(phi=new_phi, action=new_action, grad=new_grad),
