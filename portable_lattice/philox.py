@@ -341,6 +341,22 @@ class PhiloxGenerator:
         a, b = self._words(shape, 2)
         return _unit53(xp, a, b)
 
+    def log_uniform(self, shape, dtype) -> Any:
+        """ln u for the u :meth:`uniform` would give at this draw (-inf for u = 0), through the
+        library's :func:`log_unit` (float64, then cast): identical on every backend, where the
+        backends' own ``log`` may differ in the last bit. The Metropolis rules draw their
+        acceptance logarithms here under this stream."""
+        xp = self.xp
+        if dtype == xp.float32:
+            (w,) = self._words(shape, 1)
+            k = xp.astype(w >> 8, xp.float64) * 536870912.0  # u 2^53, exact
+        else:
+            a, b = self._words(shape, 2)
+            k = xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64)
+        zero = k == 0.0
+        lu = xp.where(zero, -xp.inf, log_unit(xp.where(zero, 1.0, k)))
+        return xp.astype(lu, dtype)
+
     def normal(self, shape, dtype) -> Any:
         """Standard normals by the Box-Muller transform, in pairs: elements 2m and 2m + 1 of a
         draw share block m (counter word 3 = 2), whose words give u1 and u2 (53 bits each),

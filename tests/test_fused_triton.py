@@ -183,15 +183,15 @@ def fmas(fn, sig, const):
 out = {}
 cb = {"part_ptr": "*i32", "meta_ptr": "*i64", "bidx_ptr": "*i64", "t_ptr": "*i64", "mc_ptr": "*fp64", "L": "i32",
       "nhalf": "i32", "chains": "i32", "p": "i32", "hits": "i32", "nblocks": "i32", "off": "i32", "DIM": "constexpr",
-      "PHI4": "constexpr", "PHILOX": "constexpr", "F64": "constexpr", "LIBDEVICE": "constexpr", "BLOCK": "constexpr"}
+      "PHI4": "constexpr", "PHILOX": "constexpr", "F64": "constexpr", "BLOCK": "constexpr"}
 for ft, d in (("fp64", 2), ("fp32", 3)):
     sig = dict(cb, x_ptr="*" + ft, cst_ptr="*" + ft, d1_ptr="*" + ft, d2_ptr="*" + ft)
     for philox in (True, False):
         out[f"phi4-{ft}-{d}-{philox}"] = fmas(tk._checkerboard_kernel, sig, {"DIM": d, "PHI4": True, "PHILOX": philox,
-                                              "F64": ft == "fp64", "LIBDEVICE": True, "BLOCK": 256})
+                                              "F64": ft == "fp64", "BLOCK": 256})
 sig = dict(cb, x_ptr="*i8", cst_ptr="*fp32", d1_ptr="*i32", d2_ptr="*i32")
 out["ising"] = fmas(tk._checkerboard_kernel, sig, {"DIM": 3, "PHI4": False, "PHILOX": True, "F64": False,
-                                                   "LIBDEVICE": True, "BLOCK": 256})
+                                                   "BLOCK": 256})
 hs = {k: "*fp32" for k in ("src_ptr", "dst_ptr", "pin_ptr", "pout_ptr", "gin_ptr", "gout_ptr", "cst_ptr", "coef_ptr")}
 hs.update({"part_ptr": "*fp64", "L": "i32", "V": "i32", "nblocks": "i32", "j": "i32", "DIM": "constexpr",
            "FIRST": "constexpr", "LAST": "constexpr", "BLOCK": "constexpr"})
@@ -206,8 +206,8 @@ print(json.dumps(out))
 @pytest.mark.parametrize("dev", [DEVICE])
 def test_kernels_compile_for_sm90_without_contracting_into_fma(dev):
     """Compiled for an sm_90 target (TTIR to PTX, no GPU needed), in a fresh process since this one
-    may interpret: the only FMAs are the logarithm's own (libdevice's, as torch's CUDA log), the
-    same count with the Box-Muller normals in registers as without them."""
+    may interpret: no FMA anywhere (a contracted a * b + c rounds once where the generic path
+    rounds twice), with the Box-Muller normals and the acceptance logarithms in registers or not."""
     import json
     import subprocess
     import sys
@@ -217,6 +217,4 @@ def test_kernels_compile_for_sm90_without_contracting_into_fma(dev):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     if "skip" in out:
         pytest.skip(f"triton's CUDA backend is missing: {out['skip']}")
-    assert out["ising"] == out["hmc-False"] == out["hmc-True"] == out["union"] == 0, out
-    for ft, d in (("fp64", 2), ("fp32", 3)):
-        assert out[f"phi4-{ft}-{d}-True"] == out[f"phi4-{ft}-{d}-False"], out
+    assert set(out.values()) == {0}, out

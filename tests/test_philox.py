@@ -27,14 +27,16 @@ def _draws(backend, seed=7):
             "u64": backend.to_numpy(g.uniform((3, 6, 6), backend.xp.float64)),
             "u32": backend.to_numpy(g.uniform((3, 9), backend.xp.float32)),
             "ints": backend.to_numpy(g.integers(5, (4, 11))),
-            "normal": backend.to_numpy(g.normal((2, 8, 8), backend.xp.float64))}
+            "normal": backend.to_numpy(g.normal((2, 8, 8), backend.xp.float64)),
+            "logu64": backend.to_numpy(g.log_uniform((3, 40), backend.xp.float64)),
+            "logu32": backend.to_numpy(g.log_uniform((3, 40), backend.xp.float32))}
 
 
 def test_every_backend_draws_the_same_numbers(backend):
     from portable_lattice.backends import get_backend
     ref, got = _draws(get_backend("numpy")), _draws(backend)
     # normals too: Box-Muller through the library's own log and cos, not the backends'
-    for name in ("bits", "u64", "u32", "ints", "normal"):
+    for name in ("bits", "u64", "u32", "ints", "normal", "logu64", "logu32"):
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
 
 
@@ -75,6 +77,31 @@ def test_normals_have_the_right_moments():
     a, b = z[:, 0::2].ravel(), z[:, 1::2].ravel()
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(a.size)
     assert abs(np.corrcoef(a ** 2, b ** 2)[0, 1]) < 5 / np.sqrt(a.size)
+
+
+def test_log_uniform_is_the_log_of_the_same_uniforms():
+    from portable_lattice.backends import get_backend
+    xp = get_backend("numpy").xp
+    for dtype, rtol in ((xp.float64, 1e-15), (xp.float32, 1e-7)):
+        u = PhiloxGenerator(xp, 9).uniform((4, 5000), dtype)
+        lu = PhiloxGenerator(xp, 9).log_uniform((4, 5000), dtype)
+        assert lu.dtype == dtype
+        np.testing.assert_allclose(lu, np.log(u.astype(np.float64)).astype(dtype), rtol=rtol, atol=0)
+    g = PhiloxGenerator(xp, 9)
+    g.log_uniform((2, 3), xp.float64)
+    assert g.get_state()["draws"] == 1  # one draw, as uniform()
+
+
+def test_a_philox_phi4_run_is_the_same_chain_on_every_backend(backend):
+    # the normals and the acceptance logarithms both come from the stream's own arithmetic, so
+    # a phi^4 chain is the same chain bit for bit on every backend
+    import portable_lattice as pl
+    theory = pl.Phi4.from_beta_g(0.5, 0.1)
+    for algorithm in ("checkerboard", "metropolis"):
+        ref = pl.simulate(theory, L=6, algorithm=algorithm, chains=2, therm=3, sweeps=10, seed=4, stream="philox")
+        got = pl.simulate(theory, L=6, algorithm=algorithm, chains=2, therm=3, sweeps=10, seed=4, stream="philox",
+                          backend=backend.name, device=backend.device)
+        np.testing.assert_array_equal(backend.to_numpy(got.state.config), np.asarray(ref.state.config), err_msg=algorithm)
 
 
 def test_a_chain_does_not_depend_on_the_chains_beside_it():

@@ -26,7 +26,6 @@ count.
 from __future__ import annotations
 
 import functools
-import math
 
 import numba as nb
 import numpy as np
@@ -75,25 +74,14 @@ def _word32(i, draw, chain, k0, k1):
 
 
 @nb.njit(inline="always", cache=True, error_model="numpy")
-def _uniform32(i, draw, chain, k0, k1):
-    return np.float32(_word32(i, draw, chain, k0, k1) >> np.uint64(8)) * np.float32(2.0 ** -24)
-
-
-@nb.njit(inline="always", cache=True, error_model="numpy")
 def _unit53(a, b):
     return np.float64((a >> np.uint64(5)) * np.uint64(67108864) + (b >> np.uint64(6))) * (2.0 ** -53)
 
 
-@nb.njit(inline="always", cache=True, error_model="numpy")
-def _uniform64_pair(m, draw, chain, k0, k1):
-    """Elements 2m and 2m + 1 of a float64 uniform draw (one block)."""
-    w0, w1, w2, w3 = _philox(np.uint64(m), np.uint64(draw), np.uint64(chain), np.uint64(1), k0, k1)
-    return _unit53(w0, w1), _unit53(w2, w3)
-
-
 @functools.lru_cache(maxsize=4)
 def _normal_math(log_fn, cos_fn, sqrt_fn):
-    """The core's scalar log, cos and sqrt, compiled; and the Box-Muller pair from them."""
+    """The core's scalar log, cos and sqrt, compiled; the Box-Muller pair and the acceptance
+    logarithms (PhiloxGenerator.log_uniform) from them."""
     log_unit, cos_2pi, sqrt_nn = (nb.njit(inline="always", error_model="numpy")(f)
                                   for f in (log_fn, cos_fn, sqrt_fn))
 
@@ -106,7 +94,27 @@ def _normal_math(log_fn, cos_fn, sqrt_fn):
         r = sqrt_nn(-2.0 * log_unit(u1 * 9007199254740992.0))
         return r * cos_2pi(u2, 0.0), r * cos_2pi(u2, 1.0)
 
-    return normal_pair
+    @nb.njit(inline="always", error_model="numpy")
+    def log_unit53(k):
+        # PhiloxGenerator.log_uniform of the uniform k 2^-53: -inf for k = 0
+        lu = log_unit(k if k > 0.0 else 1.0)
+        return lu if k > 0.0 else -np.inf
+
+    @nb.njit(inline="always", error_model="numpy")
+    def log_uniform64_pair(m, draw, chain, k0, k1):
+        """ln u of elements 2m and 2m + 1 of a float64 uniform draw (one block)."""
+        w0, w1, w2, w3 = _philox(np.uint64(m), np.uint64(draw), np.uint64(chain), np.uint64(1), k0, k1)
+        a = np.float64((w0 >> np.uint64(5)) * np.uint64(67108864) + (w1 >> np.uint64(6)))
+        b = np.float64((w2 >> np.uint64(5)) * np.uint64(67108864) + (w3 >> np.uint64(6)))
+        return log_unit53(a), log_unit53(b)
+
+    @nb.njit(inline="always", error_model="numpy")
+    def log_uniform32(i, draw, chain, k0, k1):
+        """ln u of element i of a float32 uniform draw, as float32."""
+        k = np.float64(_word32(i, draw, chain, k0, k1) >> np.uint64(8)) * 536870912.0
+        return np.float32(log_unit53(k))
+
+    return normal_pair, log_uniform64_pair, log_uniform32
 
 
 # --- phi^4 checkerboard -----------------------------------------------------------------------
@@ -121,7 +129,8 @@ def _to64(z):
 
 
 @functools.lru_cache(maxsize=8)
-def _phi4_kernels(normal_pair, f32: bool):
+def _phi4_kernels(philox_math, f32: bool):
+    normal_pair, log_uniform64_pair, log_uniform32 = philox_math
     # the field's float type fixed at build time: a branch on the dtype inside the kernel
     # would unify both sides to float64
     tofloat = _to32 if f32 else _to64
@@ -153,20 +162,20 @@ def _phi4_kernels(normal_pair, f32: bool):
         u = np.empty(0 if f32 else 2 * k, dtype=np.float64)
         if not f32:
             for q in range(k):
-                u[2 * q], u[2 * q + 1] = _uniform64_pair(ms[q], drs[q] + 1, c, k0, k1)
+                u[2 * q], u[2 * q + 1] = log_uniform64_pair(ms[q], drs[q] + 1, c, k0, k1)
         return z, u, start
 
     @nb.njit(inline="always", error_model="numpy")
     def site(x, nsum, X, hits, drow, urow, step, c1, c3, beta, a, c6, c4, g):
         """All hits at one site (X along its row), with the neighbour sum fixed: the new value
-        and the accepted count. ``drow``/``urow`` are the row's normals and uniforms, (hits, h)."""
+        and the accepted count. ``drow``/``urow`` are the row's normals and the logarithms of
+        its uniforms, (hits, h)."""
         n = 0
         for t in range(hits):
             delta = step * drow[t, X]
-            u = urow[t, X]
             grad = x * (c1 + (c3 * x) * x) - beta * nsum
             dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-            if math.log(u) < -dS:
+            if urow[t, X] < -dS:
                 x = x + delta
                 n += 1
         return x, n
@@ -182,7 +191,7 @@ def _phi4_kernels(normal_pair, f32: bool):
                     dbuf[t, X] = tofloat(z[s0 + X])
                 if f32:
                     for X in range(ubuf.shape[1]):
-                        ubuf[t, X] = _uniform32(base + X, draw + 2 * t + 1, c, k0, k1)
+                        ubuf[t, X] = log_uniform32(base + X, draw + 2 * t + 1, c, k0, k1)
                 else:
                     for X in range(ubuf.shape[1]):
                         ubuf[t, X] = u[s0 + X]
@@ -625,5 +634,5 @@ def philox_normals(shape, dtype, stream: dict):
     compiled loop (equal bit for bit)."""
     out = np.empty((shape[0], int(np.prod(shape[1:], dtype=np.int64))), dtype=dtype)
     k0, k1 = (np.uint64(v) for v in stream["key"])
-    _normal_fill(_normal_math(*stream["normal_math"]), dtype == np.float32)(out, int(stream["draw"]), k0, k1)
+    _normal_fill(_normal_math(*stream["normal_math"])[0], dtype == np.float32)(out, int(stream["draw"]), k0, k1)
     return out.reshape(shape)

@@ -46,14 +46,6 @@ def interpreting() -> bool:
 
 #: this module's kernels are interpreted: triton.jit decides when the module is loaded
 INTERPRETED = interpreting()
-# CUDA's own logf/log (libdevice) on the GPU: torch's CUDA log calls the same functions, so the
-# acceptance test rounds as the generic path's; the interpreter has no libdevice and uses numpy's
-_LIBDEVICE = not INTERPRETED
-if _LIBDEVICE:
-    from triton.language.extra import libdevice
-else:  # never called: the kernels branch on the constexpr LIBDEVICE
-    libdevice = None
-
 # the constants live in philox.KERNEL_CONSTANTS (handed over in the stream plan as
 # "normal_constants"); Python floats in a kernel would be typed float32. Their offsets in it:
 # atanh series 0..11, sin 12..21, cos 22..31, sqrt 2, 1/sqrt 2, pi/2, ln2 hi, ln2 lo 32..36,
@@ -83,23 +75,6 @@ def _word32(i, draw, chain, k0, k1):
     w0, w1, w2, w3 = _philox(blk, zero + draw, zero + chain, zero, k0, k1)
     j = i & 3
     return tl.where(j == 0, w0, tl.where(j == 1, w1, tl.where(j == 2, w2, w3)))
-
-
-@triton.jit
-def _uniform64(i, draw, chain, k0, k1):
-    """Element i of a float64 uniform draw: counter (i // 2, draw, chain, 1), words 2 (i % 2) and the next."""
-    blk = (i >> 1).to(tl.uint32)
-    zero = blk * 0
-    w0, w1, w2, w3 = _philox(blk, zero + draw, zero + chain, zero + 1, k0, k1)
-    odd = (i & 1) == 1
-    a = tl.where(odd, w2, w0).to(tl.int64)
-    b = tl.where(odd, w3, w1).to(tl.int64)
-    return ((a >> 5) * 67108864 + (b >> 6)).to(tl.float64) * (2.0 ** -53)
-
-
-@triton.jit
-def _uniform32(i, draw, chain, k0, k1):
-    return (_word32(i, draw, chain, k0, k1) >> 8).to(tl.float32) * (2.0 ** -24)
 
 
 # --- the library's log, cos and sqrt (philox.py's scalar twins, as where-cascades) --------------
@@ -205,12 +180,29 @@ def _normal64(i, draw, chain, k0, k1, mc):
 
 
 @triton.jit
-def _log(u, LIBDEVICE: tl.constexpr):
-    if LIBDEVICE:
-        r = libdevice.log(u)
-    else:
-        r = tl.log(u)
-    return r
+def _log_unit53(k, mc):
+    """PhiloxGenerator.log_uniform of the uniform k 2^-53 (k a float64 integer): -inf for k = 0."""
+    zero = k == 0.0
+    return tl.where(zero, float("-inf"), _log_unit(tl.where(zero, 1.0, k), mc))
+
+
+@triton.jit
+def _log_uniform64(i, draw, chain, k0, k1, mc):
+    """ln u of element i of a float64 uniform draw (PhiloxGenerator.log_uniform)."""
+    blk = (i >> 1).to(tl.uint32)
+    zero = blk * 0
+    w0, w1, w2, w3 = _philox(blk, zero + draw, zero + chain, zero + 1, k0, k1)
+    odd = (i & 1) == 1
+    a = tl.where(odd, w2, w0).to(tl.int64)
+    b = tl.where(odd, w3, w1).to(tl.int64)
+    return _log_unit53(((a >> 5) * 67108864 + (b >> 6)).to(tl.float64), mc)
+
+
+@triton.jit
+def _log_uniform32(i, draw, chain, k0, k1, mc):
+    """ln u of element i of a float32 uniform draw, as float32."""
+    k = (_word32(i, draw, chain, k0, k1) >> 8).to(tl.float64) * 536870912.0
+    return _log_unit53(k, mc).to(tl.float32)
 
 
 # --- the checkerboard sweep: one launch per parity -----------------------------------------------
@@ -218,7 +210,7 @@ def _log(u, LIBDEVICE: tl.constexpr):
 def _checkerboard_kernel(x_ptr, part_ptr, meta_ptr, bidx_ptr, t_ptr, cst_ptr, mc_ptr, d1_ptr, d2_ptr,
                          L, nhalf, chains, p, hits, nblocks, off,
                          DIM: tl.constexpr, PHI4: tl.constexpr, PHILOX: tl.constexpr, F64: tl.constexpr,
-                         LIBDEVICE: tl.constexpr, BLOCK: tl.constexpr):
+                         BLOCK: tl.constexpr):
     c = tl.program_id(0)
     pid = tl.program_id(1)
     j = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
@@ -285,18 +277,18 @@ def _checkerboard_kernel(x_ptr, part_ptr, meta_ptr, bidx_ptr, t_ptr, cst_ptr, mc
                 z = _normal64(i, dr, chain, k0, k1, mc_ptr)
                 if F64:
                     delta = step * z
-                    u = _uniform64(i, dr + 1, chain, k0, k1)
+                    log_u = _log_uniform64(i, dr + 1, chain, k0, k1, mc_ptr)
                 else:
                     delta = step * z.to(tl.float32)
-                    u = _uniform32(i, dr + 1, chain, k0, k1)
+                    log_u = _log_uniform32(i, dr + 1, chain, k0, k1, mc_ptr)
             else:
                 k = (t * chains + c).to(tl.int64) * nhalf + i
                 # the generic path's normals, scaled here as the rule scales them
                 delta = step * tl.load(d1_ptr + k, mask=mask, other=0.0)
-                u = tl.load(d2_ptr + k, mask=mask, other=1.0)
+                log_u = tl.load(d2_ptr + k, mask=mask, other=0.0)  # the generic path's ln u
             grad = x * (c1 + (c3 * x) * x) - beta * nsum
             dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-            acc = _log(u, LIBDEVICE) < -dS
+            acc = log_u < -dS
             x = tl.where(acc, x + delta, x)
             n += acc.to(tl.int32)
         tl.store(base + site, x, mask=mask)
@@ -388,7 +380,7 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
             d1 = d2 = _stack(stream["draws"][p], torch.int32, dev)
         _checkerboard_kernel[(C, nblocks)](
             out, parts[p], meta, bidx, T, consts, mc, d1, d2, L, nhalf, C, p, hits, nblocks, off,
-            DIM=d, PHI4=kind == "phi4", PHILOX=philox, F64=x.dtype == torch.float64, LIBDEVICE=_LIBDEVICE,
+            DIM=d, PHI4=kind == "phi4", PHILOX=philox, F64=x.dtype == torch.float64,
             BLOCK=BLOCK, enable_fp_fusion=False)
     return out, parts.to(torch.int64).sum(dim=(0, 2))
 

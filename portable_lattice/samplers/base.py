@@ -19,7 +19,7 @@ from array_api_compat import array_namespace
 
 from ..lattice import check_field
 
-__all__ = ["FieldState", "SpinState", "Info", "per_chain", "metropolis_accept", "check_theory_field"]
+__all__ = ["FieldState", "SpinState", "Info", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,16 @@ def per_chain(v: Any, like: Any) -> Any:
     """Reshape a ``(chains,)`` array to broadcast against a field ``like``."""
     xp = array_namespace(v)
     return xp.reshape(v, (v.shape[0],) + (1,) * (like.ndim - 1))
+
+
+def log_uniform(rng: Any, shape: tuple, dtype: Any) -> Any:
+    """ln u of uniforms u on [0, 1) (the Metropolis test's left side): the generator's own
+    ``log_uniform`` where it has one (the Philox stream: identical on every backend), else the
+    backend's ``log`` of its uniforms."""
+    if hasattr(rng, "log_uniform"):
+        return rng.log_uniform(shape, dtype)
+    u = rng.uniform(shape, dtype)
+    return array_namespace(u).log(u)
 
 
 def metropolis_accept(u: Any, log_ratio: Any) -> Any:

@@ -24,7 +24,7 @@ from array_api_compat import array_namespace, device as device_of
 from .._checks import choice, positive_int
 from ..lattice import Checkerboard, neighbour_table, parity, sublattice_masks, volume
 from . import fused
-from .base import FieldState, Info, SpinState, check_theory_field
+from .base import FieldState, Info, SpinState, check_theory_field, log_uniform
 from .rules import EnergyModelUpdate, Site, SurrogateShift
 
 __all__ = ["RandomSiteMetropolis", "CheckerboardMetropolis", "SublatticeMetropolis", "PEM", "learned_energy_metropolis",
@@ -107,7 +107,7 @@ class RandomSiteMetropolis(_Loop):
         # every random number of the step at once, (updates, chains): sites, the rule's input, log u
         sites = rng.integers(V, (n, chains))
         draws = self.rule.site_draws(self.theory, rng, n, chains, dtype)
-        logu = xp.log(rng.uniform((n, chains), dtype))
+        logu = log_uniform(rng, (n, chains), dtype)
         offset = xp.arange(chains, device=dev) * V
         flat_sites = sites + xp.reshape(offset, (1, chains))
         # neighbour indices of every update, gathered once: (updates, chains, 2d)

@@ -30,7 +30,7 @@ from array_api_compat import array_namespace
 
 from .._checks import positive_float
 from .._delegation import accelerated
-from .base import count_per_chain, metropolis_accept
+from .base import count_per_chain, log_uniform
 
 __all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
            "check_gradient"]
@@ -67,11 +67,6 @@ class Rule:
         return False
 
 
-def _uniform_log(rng, shape, dtype):
-    xp_u = rng.uniform(shape, dtype)
-    return array_namespace(xp_u).log(xp_u)
-
-
 # --- fields ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GaussianShift(Rule):
@@ -100,9 +95,9 @@ class GaussianShift(Rule):
         xp = array_namespace(x)
         shape = tuple(x.shape)
         delta = self.step_size * rng.normal(shape, dtype)
-        u = rng.uniform(shape, dtype)
+        log_u = log_uniform(rng, shape, dtype)
         dS = theory.local_delta_action(x, delta, theory.grad_action(x))
-        acc = mask & metropolis_accept(u, -dS)
+        acc = mask & (log_u < -dS)  # NaN dS is rejected
         return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
 
     # blocked checkerboard
@@ -110,33 +105,34 @@ class GaussianShift(Rule):
         return True
 
     def block_draws(self, rng, shape, dtype, hits: int, scaled: bool = True) -> tuple:
-        """Per hit a normal, then a uniform; the normals times the step (``scaled=False``: as
-        drawn, for a fused kernel that scales them in the same pass)."""
-        deltas, us = [], []
+        """Per hit a normal, then a uniform's logarithm (:func:`~.base.log_uniform`); the normals
+        times the step (``scaled=False``: as drawn, for a fused kernel that scales them in the
+        same pass)."""
+        deltas, log_us = [], []
         for _ in range(hits):
             z = rng.normal(shape, dtype)
             deltas.append(self.step_size * z if scaled else z)
-            us.append(rng.uniform(shape, dtype))
-        return deltas, us
+            log_us.append(log_uniform(rng, shape, dtype))
+        return deltas, log_us
 
     def block_update(self, theory, active, other, p, board, draws, ctx):
         xp = array_namespace(active)
         return accelerated(gaussian_block_update, xp)(theory, active, other, p, board, draws[0], draws[1])
 
 
-def gaussian_block_update(theory, active, other, p: int, board, deltas: list, us: list):
+def gaussian_block_update(theory, active, other, p: int, board, deltas: list, log_us: list):
     """All hits of a Gaussian shift on the parity-p blocks: pure arithmetic given the random
-    numbers (per hit the proposals ``deltas`` and the uniforms ``us``), the unit a backend
+    numbers (per hit the proposals ``deltas`` and the uniforms' logarithms ``log_us``), the unit a backend
     accelerator (torch.compile) fuses. Returns the new blocks and the accepted proposals per
     chain, as the field's dtype."""
     xp = array_namespace(active)
     # neighbours are fixed during this parity's hits: one neighbour sum serves them all
     nsum = board.neighbour_sum(other, p)
     accepted = None
-    for delta, u in zip(deltas, us):
+    for delta, log_u in zip(deltas, log_us):
         grad = theory.grad_action_local(active, nsum)
         dS = theory.local_delta_action(active, delta, grad)
-        acc = metropolis_accept(u, -dS)
+        acc = log_u < -dS  # NaN dS is rejected
         active = xp.where(acc, active + delta, active)
         n = count_per_chain(acc, active.dtype)
         accepted = n if accepted is None else accepted + n
@@ -229,8 +225,8 @@ class SurrogateShift(Rule):
         shape = tuple(x.shape)
         mean, var = self._evaluate(x)  # one provider call serves the whole sublattice
         delta = self.step_size * rng.normal(shape, dtype)
-        u = rng.uniform(shape, dtype)
-        acc = mask & metropolis_accept(u, -self._delta_action(theory, x, delta, mean, var))
+        log_u = log_uniform(rng, shape, dtype)
+        acc = mask & (log_u < -self._delta_action(theory, x, delta, mean, var))  # NaN is rejected
         return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
 
 
@@ -271,7 +267,7 @@ class SpinFlip(Rule):
     def masked_update(self, theory, s, mask, rng, dtype, ctx):
         xp = array_namespace(s)
         t = -s
-        acc = mask & (_uniform_log(rng, tuple(s.shape), dtype) < -theory.delta_action(t, s, dtype))
+        acc = mask & (log_uniform(rng, tuple(s.shape), dtype) < -theory.delta_action(t, s, dtype))
         return xp.where(acc, t, s), count_per_chain(acc, dtype)
 
     def blocked(self, theory) -> bool:
@@ -324,7 +320,7 @@ class StateShift(Rule):
         xp = array_namespace(s)
         shape = tuple(s.shape)
         t = (s + 1 + _state_offsets(theory, rng, shape)) % theory.q
-        acc = mask & (_uniform_log(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
+        acc = mask & (log_uniform(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
         return xp.where(acc, t, s), count_per_chain(acc, dtype)
 
 
@@ -368,5 +364,5 @@ class EnergyModelUpdate(Rule):
         shape = tuple(s.shape)
         k = None if theory.q == 2 else _state_offsets(theory, rng, shape)
         t = xp.where(mask, self._propose(theory, s, k), s)
-        acc = mask & (_uniform_log(rng, shape, dtype) < -theory.masked_delta_action(s, t, dtype))
+        acc = mask & (log_uniform(rng, shape, dtype) < -theory.masked_delta_action(s, t, dtype))
         return xp.where(acc, t, s), count_per_chain(acc, dtype)
