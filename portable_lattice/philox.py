@@ -254,6 +254,7 @@ def sqrt_nonnegative_scalar(a: float) -> float:
     y = y * (1.5 - (h * y) * y)
     return (m * y) * scale
 
+
 def _unit53(xp, a, b):
     """A uniform on [0, 1) from 53 bits of two 32-bit words (int64 arrays): exact."""
     return xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64) * (2.0 ** -53)
