@@ -228,6 +228,53 @@ def test_ednn_local_changes_equal_whole_lattice_differences():
             np.testing.assert_allclose(sd, d[:, i, j], atol=1e-12)
 
 
+def test_merged_ednn_is_the_mean_of_its_members():
+    from portable_lattice.nn.ednn import merge_ednns
+    torch.manual_seed(3)
+    for q, hidden in ((2, (32, 64)), (3, (8,)), (2, (4, 5, 6))):
+        nets = [EDNN(q, hidden=hidden).double() for _ in range(3)]
+        merged = merge_ednns(nets).double()
+        assert merged.hidden == tuple(3 * h for h in hidden)
+        vals = torch.tensor([-1, 1] if q == 2 else [0, 1, 2], dtype=torch.int8)
+        s = vals[torch.randint(q, (5, 8, 8))]
+        with torch.no_grad():
+            want = torch.stack([n.tile_energies(s) for n in nets]).mean(0)
+            torch.testing.assert_close(merged.tile_energies(s), want, atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="same q, focus"):
+        merge_ednns([EDNN(2), EDNN(2, context=2)])
+    with pytest.raises(ValueError, match="at least one"):
+        merge_ednns([])
+
+
+def test_square_symmetries_preserve_the_ising_energy_and_are_distinct():
+    from portable_lattice.nn.dcl import square_symmetry
+    th = Ising(beta=0.4)
+    x = torch.tensor(np.random.default_rng(2).choice([-1, 1], size=(6, 6, 6)), dtype=torch.int8)
+    images = [square_symmetry(x, k) for k in range(8)]
+    for y in images:
+        np.testing.assert_allclose(th.energy(y.numpy().astype(np.float64), np.float64),
+                                   th.energy(x.numpy().astype(np.float64), np.float64), atol=1e-12)
+    # the eight images of one asymmetric configuration are all different
+    a = torch.arange(16).reshape(1, 4, 4)
+    assert len({tuple(square_symmetry(a, k).flatten().tolist()) for k in range(8)}) == 8
+    with pytest.raises(ValueError, match="0..7"):
+        square_symmetry(x, 8)
+
+
+def test_ednn_from_model_with_symmetrised_labels_and_an_ensemble():
+    from portable_lattice.nn.dcl import train_ednn_from_model
+    torch.manual_seed(0)
+    m = MaskedConvModel(4, channels=4, half=1)
+    net, energy, info = train_ednn_from_model(m, 0.44, labels_on="both", configs=64, epochs=1, seed=1,
+                                              label_symmetry="d4", ensemble=3)
+    assert net.hidden == (96, 192) and info["ensemble"] == 3 and len(info["train_rmse"]) == 3
+    assert info["label_symmetry"] == "d4"
+    with pytest.raises(ValueError, match="label_symmetry"):
+        train_ednn_from_model(m, 0.44, configs=8, epochs=1, label_symmetry="c4")
+    with pytest.raises(ValueError, match="ensemble"):
+        train_ednn_from_model(m, 0.44, configs=8, epochs=1, ensemble=0)
+
+
 def test_learned_energy_bad_input():
     net = EDNN(2, focus=4, context=1)
     with pytest.raises(ValueError, match="focus f=4 must divide L"):

@@ -40,10 +40,11 @@ from portable_lattice.observables import measure_spins
 from portable_lattice.theories import Clock, EdwardsAnderson, Ising, LearnedEnergy
 
 from .autoregressive import ModelProposal, build_model, train_autoregressive
-from .ednn import EDNN, EDNNEnergy, ModelEnergy, save_ednn, train_ednn
+from .ednn import EDNN, EDNNEnergy, ModelEnergy, merge_ednns, save_ednn, train_ednn
 
 __all__ = ["make_theory", "spin_data", "train_model", "energy_test_set", "energy_rmse", "energy_report",
-           "train_ednn_from_model", "temperature_curves", "thermodynamics", "exact_reference", "BETA_C"]
+           "train_ednn_from_model", "square_symmetry", "temperature_curves", "thermodynamics", "exact_reference",
+           "BETA_C"]
 
 #: the paper's beta_c (0.4407); K_CRITICAL = 0.440686... is the exact one
 BETA_C = 0.4407
@@ -188,15 +189,38 @@ def energy_report(model, theory, *, per_level: int = 50, seed: int = 0, ednn: st
     return out
 
 
+def square_symmetry(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Element ``k`` (0..7) of the square's symmetry group on (B, L, L) configurations:
+    rotation by k x 90 degrees, then (k >= 4) a transpose. Every one preserves a torus Hamiltonian
+    with equal couplings along both axes."""
+    if not 0 <= int(k) < 8:
+        raise ValueError(f"k must be in 0..7, got k={k!r}")
+    y = torch.rot90(x, int(k) % 4, dims=(-2, -1))
+    return y.transpose(-2, -1) if k >= 4 else y
+
+
 def train_ednn_from_model(model, beta_obs: float, *, labels_on: str = "random", configs: int = 20000,
                           epochs: int = 20, batch: int = 256, lr: float = 1e-3, focus: int = 2, context: int = 1,
-                          hidden: tuple = (32, 64), seed: int = 0, log=None) -> tuple[Any, Any, dict]:
+                          hidden: tuple = (32, 64), seed: int = 0, label_symmetry: str = "none", ensemble: int = 1,
+                          log=None) -> tuple[Any, Any, dict]:
     """An EDNN trained by MSE on the autoregressive model's energies (C: mean over random
     configurations zero), labelled on uniformly random configurations (``labels_on="random"``, the
     authors' first code path), on the model's own samples (``"samples"``, the second), or half and
     half (``"both"``: high and low energies, so the EDNN interpolates instead of extrapolating). Returns
-    (EDNN, the model's ModelEnergy, info)."""
+    (EDNN, the model's ModelEnergy, info).
+
+    label_symmetry : ``"d4"`` labels each configuration with the model's energy of a randomly rotated or
+        reflected copy (one draw per configuration, no extra cost). A raster-order model is not symmetric
+        under the square's symmetries although the data are; the EDNN's least-squares target becomes
+        the model energy averaged over them. Needs a square lattice whose couplings are the same along
+        both axes (the data's symmetry).
+    ensemble : K > 1 trains K EDNNs (seeds seed..seed+K-1, the same labels) and merges them into one
+        EDNN (:func:`~portable_lattice.nn.ednn.merge_ednns`, hidden widths K times larger) that is their
+        mean: it averages out the members' scatter where they extrapolate (the highest energies).
+    """
     choice("labels_on", labels_on, ("random", "samples", "both"))
+    choice("label_symmetry", label_symmetry, ("none", "d4"))
+    positive_int("ensemble", ensemble)
     energy = ModelEnergy(model, beta_obs)
     energy.set_constant("random", model.L, seed=seed)
     gen = torch.Generator().manual_seed(seed)
@@ -209,11 +233,28 @@ def train_ednn_from_model(model, beta_obs: float, *, labels_on: str = "random", 
         parts.append(model.sample(configs - n_random, gen)[0])
     x = torch.cat(parts)
     with torch.no_grad():
-        y = energy._energy(x).double() + energy.shift
-    net = EDNN(model.q, focus=focus, context=context, hidden=hidden)
-    hist = train_ednn(net, x, y, epochs=epochs, batch=batch, lr=lr, seed=seed, log=log)
+        if label_symmetry == "d4":
+            g = torch.randint(8, (x.shape[0],), generator=gen)
+            y = torch.empty(x.shape[0], dtype=torch.float64)
+            for k in range(8):
+                sel = g == k
+                if bool(sel.any()):
+                    y[sel] = energy._energy(square_symmetry(x[sel], k)).double() + energy.shift
+        else:
+            y = energy._energy(x).double() + energy.shift
+    nets, seconds, rmse = [], 0.0, []
+    for member in range(ensemble):
+        if ensemble > 1:
+            torch.manual_seed(seed + member)    # (a single EDNN keeps the caller's generator state)
+        net = EDNN(model.q, focus=focus, context=context, hidden=hidden)
+        hist = train_ednn(net, x, y, epochs=epochs, batch=batch, lr=lr, seed=seed + member, log=log)
+        nets.append(net)
+        seconds += hist["seconds"]
+        rmse.append(hist["train_rmse"])
+    net = nets[0] if ensemble == 1 else merge_ednns(nets)
     return net, energy, {"labels_on": labels_on, "configs": configs, "epochs": epochs,
-                         "train_rmse": hist["train_rmse"], "seconds": hist["seconds"],
+                         "label_symmetry": label_symmetry, "ensemble": ensemble,
+                         "train_rmse": rmse[0] if ensemble == 1 else rmse, "seconds": seconds,
                          "parameters": sum(p.numel() for p in net.parameters())}
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from portable_lattice._checks import positive_float, positive_int
 from portable_lattice.backends.torch_bridge import from_torch, to_torch
 
-__all__ = ["EDNN", "EDNNEnergy", "ModelEnergy", "train_ednn", "save_ednn", "load_ednn", "EDNN_FORMAT"]
+__all__ = ["EDNN", "EDNNEnergy", "ModelEnergy", "train_ednn", "merge_ednns", "save_ednn", "load_ednn", "EDNN_FORMAT"]
 
 EDNN_FORMAT = "portable_lattice.ednn/1"
 
@@ -170,6 +170,47 @@ def train_ednn(model: EDNN, configs: Any, energies: Any, *, epochs: int = 20, ba
     model.eval()
     hist["seconds"] = time.perf_counter() - t0
     return hist
+
+
+def merge_ednns(nets: list) -> EDNN:
+    """One EDNN whose tile energy is the mean of ``nets``' (same q, focus, context and depth).
+
+    The hidden layers are stacked block-diagonally, so the result is an ordinary EDNN with
+    hidden widths summed over the members; it equals the ensemble mean exactly.
+    """
+    nets = list(nets)
+    if not nets:
+        raise ValueError("merge_ednns needs at least one EDNN")
+    a = nets[0]
+    for n in nets[1:]:
+        if (n.q, n.focus, n.context, len(n.hidden)) != (a.q, a.focus, a.context, len(a.hidden)):
+            raise ValueError("merge_ednns needs EDNNs with the same q, focus, context and number of layers")
+    merged = EDNN(a.q, focus=a.focus, context=a.context,
+                  hidden=tuple(sum(n.hidden[i] for n in nets) for i in range(len(a.hidden))))
+    merged = merged.to(dtype=a.mlp[0].weight.dtype, device=a.mlp[0].weight.device)
+    linears = [[m for m in n.mlp if isinstance(m, nn.Linear)] for n in nets]
+    out = [m for m in merged.mlp if isinstance(m, nn.Linear)]
+    K = len(nets)
+    with torch.no_grad():
+        for li, lin in enumerate(out):
+            lin.weight.zero_()
+            lin.bias.zero_()
+            r = c = 0
+            for member in linears:
+                w, b = member[li].weight, member[li].bias
+                if li == 0:                       # all members read the same window
+                    lin.weight[r:r + w.shape[0]] = w
+                    lin.bias[r:r + w.shape[0]] = b
+                elif li == len(out) - 1:          # the output: the mean over members
+                    lin.weight[:, c:c + w.shape[1]] = w / K
+                    lin.bias += b / K
+                else:
+                    lin.weight[r:r + w.shape[0], c:c + w.shape[1]] = w
+                    lin.bias[r:r + w.shape[0]] = b
+                r += w.shape[0]
+                c += w.shape[1]
+    merged.eval()
+    return merged
 
 
 def ednn_rmse(model: EDNN, configs: Any, energies: Any, batch: int = 4096) -> float:
