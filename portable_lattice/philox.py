@@ -273,17 +273,23 @@ class PhiloxGenerator:
         self.k0, self.k1 = seed & MASK32, (seed >> 32) & MASK32
         self.draws = 0
 
-    def _words(self, shape: tuple, per_element: int) -> list:
-        """``per_element`` int64 arrays of 32-bit words, each of ``shape``."""
-        xp = self.xp
+    def _layout(self, shape, words_per_element: int) -> tuple:
+        """(shape, chains, elements per chain) of a draw, refused beyond the counter range
+        (4 words per block, 2^32 blocks per chain and draw)."""
         shape = tuple(int(n) for n in shape)
         chains = shape[0] if len(shape) >= 2 else 1
         n = 1
         for s in shape:
             n *= s
         per_chain = n // chains if chains else 0
-        if self.draws >= _MAX_COUNTER or per_chain * per_element > 4 * _MAX_COUNTER or chains > _MAX_COUNTER:
+        if self.draws >= _MAX_COUNTER or per_chain * words_per_element > 4 * _MAX_COUNTER or chains > _MAX_COUNTER:
             raise ValueError(f"the Philox counter range is exhausted: draw {self.draws} of shape {shape}")
+        return shape, chains, per_chain
+
+    def _words(self, shape: tuple, per_element: int) -> list:
+        """``per_element`` int64 arrays of 32-bit words, each of ``shape``."""
+        xp = self.xp
+        shape, chains, per_chain = self._layout(shape, per_element)
         i = xp.arange(per_chain, dtype=xp.int64, device=self.device)
         j = xp.reshape(xp.arange(chains, dtype=xp.int64, device=self.device), (chains, 1))
         out = []
@@ -311,14 +317,7 @@ class PhiloxGenerator:
         """The four words of block i // 2 (counter word 3 = 2) for each element i, and i % 2
         as float64."""
         xp = self.xp
-        shape = tuple(int(n) for n in shape)
-        chains = shape[0] if len(shape) >= 2 else 1
-        n = 1
-        for s in shape:
-            n *= s
-        per_chain = n // chains if chains else 0
-        if self.draws >= _MAX_COUNTER or per_chain > 2 * _MAX_COUNTER or chains > _MAX_COUNTER:
-            raise ValueError(f"the Philox counter range is exhausted: draw {self.draws} of shape {shape}")
+        shape, chains, per_chain = self._layout(shape, 2)  # a block per pair of elements
         i = xp.reshape(xp.arange(per_chain, dtype=xp.int64, device=self.device), (1, per_chain))
         j = xp.reshape(xp.arange(chains, dtype=xp.int64, device=self.device), (chains, 1))
         c1 = xp.asarray(self.draws, dtype=xp.int64, device=self.device)
