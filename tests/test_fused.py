@@ -84,6 +84,20 @@ def test_the_philox_counter_moves_on_as_the_generic_sweep_moves_it():
     assert rngs[0] == rngs[1]
 
 
+@pytest.mark.parametrize("d,L", [(2, 20), (3, 8)])
+def test_fused_ising_philox_rows_of_whole_blocks_and_a_remainder(d, L):
+    # under Philox with one hit, rows that start on a Philox block take four sites per block
+    # in straight-line code and the rest site by site: L = 20 has rows of 10 (2 blocks + 2)
+    be = get_backend("numpy")
+    theory = Ising(0.41 if d == 2 else 0.2, J=1.0, h=0.05)
+    x = _start(be, "ising", d, L, "float64")
+    ref = _sweeps(CheckerboardMetropolis(theory, SpinFlip()), x, _rng(be, "philox", 6), 3)
+    got = _sweeps(CheckerboardMetropolis(theory, SpinFlip(), fused=True), x, _rng(be, "philox", 6), 3)
+    for (a, ia), (b, ib) in zip(ref, got):
+        np.testing.assert_array_equal(b, a)
+        np.testing.assert_array_equal(ib.acceptance, ia.acceptance)
+
+
 @pytest.mark.parametrize("name", CPU)
 @pytest.mark.parametrize("d,L", [(2, 6), (2, 5), (3, 4)])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
