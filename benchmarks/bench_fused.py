@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
-from bench_spine import interleaved, numpy_checkerboard, numpy_hmc, pin_allocator  # beside this script
+from bench_spine import interleaved, numpy_checkerboard, numpy_hmc, pin_allocator, stepper, timed  # beside this script
 from bench_spins import hand_checkerboard
 
 from portable_lattice import Ising, Phi4
@@ -39,25 +38,8 @@ def copy_bandwidth() -> float:
     """Bytes per second of numpy.copyto on 256 MiB (read + write counted), best of 5."""
     a = np.ones(32 << 20)
     b = np.empty_like(a)
-    best = min(_time(lambda: np.copyto(b, a)) for _ in range(5))
+    best = min(timed(lambda: np.copyto(b, a)) for _ in range(5))
     return 2 * a.nbytes / best
-
-
-def _time(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def stepper(kernel, x0, rng, n, be):
-    state0 = kernel.init(x0)
-
-    def go():
-        state = state0
-        for _ in range(n):
-            state, _ = kernel.step(state, rng)
-        be.to_numpy(state.config[0, 0, :1])
-    return go
 
 
 def main(argv=None):

@@ -74,6 +74,19 @@ def timed(fn):
     return time.perf_counter() - t
 
 
+def stepper(kernel, x0, rng, n, be):
+    """A timed closure: ``n`` steps of ``kernel`` from ``kernel.init(x0)`` with ``rng``, synchronised
+    by reading one element back."""
+    state0 = kernel.init(x0)
+
+    def go():
+        state = state0
+        for _ in range(n):
+            state, _ = kernel.step(state, rng)
+        be.to_numpy(state.config[0, 0, :1])
+    return go
+
+
 def interleaved(baseline, candidate, repeats):
     """Time baseline and candidate alternately (this VM's speed drifts between runs);
     returns (best baseline time, best candidate time, ratios of each adjacent pair)."""

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from bench_spine import interleaved, pin_allocator  # beside this script: on sys.path when it is run
+from bench_spine import interleaved, pin_allocator, stepper  # beside this script: on sys.path when it is run
 from portable_lattice import Ising
 from portable_lattice.backends import available_backends, get_backend
 from portable_lattice.exact import K_CRITICAL
@@ -57,14 +57,7 @@ def hand_swendsen_wang(s, beta, sweeps, rng):
 
 def library(kernel, be, sweeps):
     rng = be.rng(1)
-    state0 = kernel.init(kernel.theory.random(rng, (CHAINS, L, L), be.xp.float64))
-
-    def go():
-        state = state0
-        for _ in range(sweeps):
-            state, _ = kernel.step(state, rng)
-        be.to_numpy(state.spins[0, 0, :1])
-    return go
+    return stepper(kernel, kernel.theory.random(rng, (CHAINS, L, L), be.xp.float64), rng, sweeps, be)
 
 
 def main(argv=None):
