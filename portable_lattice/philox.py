@@ -255,9 +255,14 @@ def sqrt_nonnegative_scalar(a: float) -> float:
     return (m * y) * scale
 
 
+def _int53(xp, a, b):
+    """The 53-bit integer of two 32-bit words (int64 arrays), as float64: exact."""
+    return xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64)
+
+
 def _unit53(xp, a, b):
-    """A uniform on [0, 1) from 53 bits of two 32-bit words (int64 arrays): exact."""
-    return xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64) * (2.0 ** -53)
+    """A uniform on [0, 1) from 53 bits of two 32-bit words: exact."""
+    return _int53(xp, a, b) * (2.0 ** -53)
 
 
 class PhiloxGenerator:
@@ -352,7 +357,7 @@ class PhiloxGenerator:
             k = xp.astype(w >> 8, xp.float64) * 536870912.0  # u 2^53, exact
         else:
             a, b = self._words(shape, 2)
-            k = xp.astype((a >> 5) * 67108864 + (b >> 6), xp.float64)
+            k = _int53(xp, a, b)
         zero = k == 0.0
         lu = xp.where(zero, -xp.inf, log_unit(xp.where(zero, 1.0, k)))
         return xp.astype(lu, dtype)
