@@ -184,6 +184,12 @@ def log_unit_scalar(k: float) -> float:
         m, e = m * 0.25, e + 2
     if m >= 2.0:
         m, e = m * 0.5, e + 1
+    return log_unit_reduced_scalar(m, e)
+
+
+def log_unit_reduced_scalar(m: float, e: float) -> float:
+    """The rest of :func:`log_unit_scalar` once k = m 2^e with 1 <= m < 2 (a power-of-two
+    scaling, exact): a compiled kernel may find m and e from k's bits (the same values)."""
     if m > _SQRT2:
         m, e = m * 0.5, e + 1.0
     s = (m - 1.0) / (m + 1.0)
@@ -246,6 +252,12 @@ def sqrt_nonnegative_scalar(a: float) -> float:
         m, scale = m * 4.0, scale * 0.5
     if m < 1.0:
         m, scale = m * 4.0, scale * 0.5
+    return sqrt_reduced_scalar(m, scale)
+
+
+def sqrt_reduced_scalar(m: float, scale: float) -> float:
+    """The rest of :func:`sqrt_nonnegative_scalar` once a = m scale^2 with 1 <= m < 4 and
+    scale a power of two (exact): a compiled kernel may find m and scale from a's bits."""
     y = ((_RSQRT[3] * m + _RSQRT[2]) * m + _RSQRT[1]) * m + _RSQRT[0]
     h = 0.5 * m
     y = y * (1.5 - (h * y) * y)

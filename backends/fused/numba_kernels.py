@@ -29,6 +29,8 @@ import functools
 
 import numba as nb
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 __all__ = ["checkerboard_sweep", "hmc_trajectory"]
 
@@ -78,12 +80,71 @@ def _unit53(a, b):
     return np.float64((a >> np.uint64(5)) * np.uint64(67108864) + (b >> np.uint64(6))) * (2.0 ** -53)
 
 
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE bits of a float64 as uint64 (a bit cast: free, and it vectorises)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.uint64))
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _bits_f64(typingctx, x):
+    """The float64 of IEEE bits held in a uint64."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+    return types.float64(types.uint64), codegen
+
+
+_MANT = np.uint64((1 << 52) - 1)
+_ONE_EXP = np.uint64(1023 << 52)
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _split2(k):
+    """k = m 2^e with 1 <= m < 2, for a normal float64 k > 0: the values the core's chain of
+    exact scalings (:func:`~portable_lattice.philox.log_unit_scalar`) reaches, read from the bits."""
+    bits = _f64_bits(k)
+    return _bits_f64((bits & _MANT) | _ONE_EXP), np.float64(np.int64(bits >> np.uint64(52)) - 1023)
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _split4(a):
+    """a = m scale^2 with 1 <= m < 4 and scale a power of two, for a normal float64 a > 0:
+    the values of :func:`~portable_lattice.philox.sqrt_nonnegative_scalar`'s scalings."""
+    bits = _f64_bits(a)
+    e = np.int64(bits >> np.uint64(52)) - 1023  # a = f 2^e, 1 <= f < 2
+    odd = e & 1
+    m = _bits_f64((bits & _MANT) | np.uint64((1023 + odd) << 52))  # f or 2 f
+    return m, _bits_f64(np.uint64((1023 + ((e - odd) >> 1)) << 52))
+
+
 @functools.lru_cache(maxsize=4)
 def _normal_math(log_fn, cos_fn, sqrt_fn):
-    """The core's scalar log, cos and sqrt, compiled; the Box-Muller pair and the acceptance
-    logarithms (PhiloxGenerator.log_uniform) from them."""
-    log_unit, cos_2pi, sqrt_nn = (nb.njit(inline="always", error_model="numpy")(f)
-                                  for f in (log_fn, cos_fn, sqrt_fn))
+    """The core's scalar log (after its reduction), cos and sqrt (after its reduction),
+    compiled; the Box-Muller pair and the acceptance logarithms (PhiloxGenerator.log_uniform)
+    from them. The exact power-of-two reductions are read from the bits (:func:`_split2`,
+    :func:`_split4`): the same values in a few integer operations, where the core's chains of
+    compares and scalings cost a third of a normal."""
+    log_reduced, cos_2pi, sqrt_reduced = (nb.njit(inline="always", error_model="numpy")(f)
+                                          for f in (log_fn, cos_fn, sqrt_fn))
+
+    @nb.njit(inline="always", error_model="numpy")
+    def log_unit(k):  # 1 <= k <= 2^53
+        m, e = _split2(k)
+        return log_reduced(m, e)
+
+    @nb.njit(inline="always", error_model="numpy")
+    def sqrt_nn(a):  # 0 <= a < 2^64 (or -0.0)
+        m, scale = _split4(a if a > 0.0 else 1.0)
+        r = sqrt_reduced(m, scale)
+        return r if a > 0.0 else 0.0
 
     @nb.njit(inline="always", error_model="numpy")
     def normal_pair(m, draw, chain, k0, k1):
@@ -225,8 +286,28 @@ def _phi4_kernels(philox_math, f32: bool):
                 drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1), dbuf, ubuf, z, u, start,
                                        x0 - r0, hits, bases[x0 - r0], c, k0, k1, draw)
                 n = 0
-                for x1 in range(start0, L, 2):
-                    X1 = x1 >> 1
+                if hits == 1:
+                    # one proposal per site: the sites whose neighbours x1 +- 1 lie inside the
+                    # row in a loop without indirection or branches, which vectorises; then
+                    # the one site of the parity at the row's end (x1 = 0 or L - 1)
+                    row, up, dn, dr, ur = phi[c, x0], phi[c, xu], phi[c, xd], drow[0], urow[0]
+                    for j in range(h - 1):
+                        # unsigned indices: numba's check for negative ones would stop vectorisation
+                        X1 = np.uint64(j + 1 - start0)
+                        x1 = np.uint64(2) * X1 + np.uint64(start0)
+                        x = row[x1]
+                        delta = step * dr[X1]
+                        grad = x * (c1 + (c3 * x) * x) - beta * ((up[x1] + dn[x1]) + (row[x1 + np.uint64(1)]
+                                                                                     + row[x1 - np.uint64(1)]))
+                        dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
+                        acc = ur[X1] < -dS
+                        row[x1] = x + delta if acc else x
+                        n += acc
+                    first = start0 * (h - 1)
+                else:
+                    first = 0
+                for X1 in range(first, h if hits != 1 else first + 1):
+                    x1 = 2 * X1 + start0
                     nsum = (phi[c, xu, x1] + phi[c, xd, x1]) + (phi[c, x0, nxt[x1]] + phi[c, x0, prv[x1]])
                     phi[c, x0, x1], k = site(phi[c, x0, x1], nsum, X1, hits, drow, urow, step, c1, c3, beta, a, c6,
                                              c4, g)
@@ -262,8 +343,25 @@ def _phi4_kernels(philox_math, f32: bool):
                 drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1, x1 >> 1), dbuf, ubuf, z, u,
                                        start, r - r0, hits, bases[r - r0], c, k0, k1, draw)
                 n = 0
-                for x2 in range(start0, L, 2):
-                    X2 = x2 >> 1
+                if hits == 1:  # as in sweep2
+                    row, dr, ur = phi[c, x0, x1], drow[0], urow[0]
+                    a0, a1, a2, a3 = phi[c, x0u, x1], phi[c, x0d, x1], phi[c, x0, x1u], phi[c, x0, x1d]
+                    for j in range(h - 1):
+                        X2 = np.uint64(j + 1 - start0)
+                        x2 = np.uint64(2) * X2 + np.uint64(start0)
+                        x = row[x2]
+                        delta = step * dr[X2]
+                        nsum = ((a0[x2] + a1[x2]) + (a2[x2] + a3[x2])) + (row[x2 + np.uint64(1)] + row[x2 - np.uint64(1)])
+                        grad = x * (c1 + (c3 * x) * x) - beta * nsum
+                        dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
+                        acc = ur[X2] < -dS
+                        row[x2] = x + delta if acc else x
+                        n += acc
+                    first = start0 * (h - 1)
+                else:
+                    first = 0
+                for X2 in range(first, h if hits != 1 else first + 1):
+                    x2 = 2 * X2 + start0
                     nsum = ((phi[c, x0u, x1, x2] + phi[c, x0d, x1, x2]) + (phi[c, x0, x1u, x2] + phi[c, x0, x1d, x2])) \
                         + (phi[c, x0, x1, nxt[x2]] + phi[c, x0, x1, prv[x2]])
                     phi[c, x0, x1, x2], k = site(phi[c, x0, x1, x2], nsum, X2, hits, drow, urow, step, c1, c3, beta,
@@ -428,7 +526,7 @@ def checkerboard_sweep(x, plan: dict, stream: dict):
     return back(out), back(counts.sum(axis=1))
 
 
-def _never(k):  # placeholders: a native stream never calls the normal
+def _never(k, e):  # placeholders: a native stream never calls the normal
     return 0.0
 
 
@@ -448,42 +546,61 @@ def _grad(x, nsum, c1, c3, beta):
 @nb.njit(inline="always", cache=True, error_model="numpy")
 def _pass_row2(src, dst, pm, gin, use_grad_in, ck, cd, drift, c1, c3, beta, gout, nxt, prv, x0):
     """Row x0 of one chain (2d arrays): the gradient at ``src`` (or ``gin``), p -= ck grad,
-    then dst = src + cd p (``drift``) or gout = grad."""
-    xu, xd = nxt[x0], prv[x0]
-    for x1 in range(src.shape[1]):
-        x = src[x0, x1]
-        if use_grad_in:
-            g = gin[x0, x1]
-        else:
-            nsum = ((src[xu, x1] + src[xd, x1]) + src[x0, nxt[x1]]) + src[x0, prv[x1]]
-            g = _grad(x, nsum, c1, c3, beta)
-        q = pm[x0, x1] - ck * g
-        pm[x0, x1] = q
-        if drift:
-            dst[x0, x1] = x + cd * q
-        else:
-            gout[x0, x1] = g
+    then dst = src + cd p (``drift``) or gout = grad. The row's inner sites take their
+    neighbours along the row at x1 +- 1, a loop the compiler vectorises; the two ends wrap."""
+    L = src.shape[1]
+    s, su, sd, p = src[x0], src[nxt[x0]], src[prv[x0]], pm[x0]
+    out = dst[x0] if drift else gout[x0]
+    if use_grad_in:
+        gi = gin[x0]
+        for x1 in range(L):
+            q = p[x1] - ck * gi[x1]
+            p[x1] = q
+            out[x1] = s[x1] + cd * q if drift else gi[x1]
+        return
+    for x1 in range(1, L - 1):
+        x = s[x1]
+        g = _grad(x, ((su[x1] + sd[x1]) + s[x1 + 1]) + s[x1 - 1], c1, c3, beta)
+        q = p[x1] - ck * g
+        p[x1] = q
+        out[x1] = x + cd * q if drift else g
+    for e in range(2 if L > 1 else 1):
+        x1 = e * (L - 1)
+        x = s[x1]
+        g = _grad(x, ((su[x1] + sd[x1]) + s[nxt[x1]]) + s[prv[x1]], c1, c3, beta)
+        q = p[x1] - ck * g
+        p[x1] = q
+        out[x1] = x + cd * q if drift else g
 
 
 @nb.njit(inline="always", cache=True, error_model="numpy")
 def _pass_row3(src, dst, pm, gin, use_grad_in, ck, cd, drift, c1, c3, beta, gout, nxt, prv, r):
+    """:func:`_pass_row2` for the row r = x0 L + x1 of a 3d chain (along x2)."""
     L = src.shape[0]
     x0, x1 = r // L, r % L
-    x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
-    for x2 in range(L):
-        x = src[x0, x1, x2]
-        if use_grad_in:
-            g = gin[x0, x1, x2]
-        else:
-            nsum = ((((src[x0u, x1, x2] + src[x0d, x1, x2]) + src[x0, x1u, x2]) + src[x0, x1d, x2])
-                    + src[x0, x1, nxt[x2]]) + src[x0, x1, prv[x2]]
-            g = _grad(x, nsum, c1, c3, beta)
-        q = pm[x0, x1, x2] - ck * g
-        pm[x0, x1, x2] = q
-        if drift:
-            dst[x0, x1, x2] = x + cd * q
-        else:
-            gout[x0, x1, x2] = g
+    s, p = src[x0, x1], pm[x0, x1]
+    a0, a1, a2, a3 = src[nxt[x0], x1], src[prv[x0], x1], src[x0, nxt[x1]], src[x0, prv[x1]]
+    out = dst[x0, x1] if drift else gout[x0, x1]
+    if use_grad_in:
+        gi = gin[x0, x1]
+        for x2 in range(L):
+            q = p[x2] - ck * gi[x2]
+            p[x2] = q
+            out[x2] = s[x2] + cd * q if drift else gi[x2]
+        return
+    for x2 in range(1, L - 1):
+        x = s[x2]
+        g = _grad(x, ((((a0[x2] + a1[x2]) + a2[x2]) + a3[x2]) + s[x2 + 1]) + s[x2 - 1], c1, c3, beta)
+        q = p[x2] - ck * g
+        p[x2] = q
+        out[x2] = x + cd * q if drift else g
+    for e in range(2 if L > 1 else 1):
+        x2 = e * (L - 1)
+        x = s[x2]
+        g = _grad(x, ((((a0[x2] + a1[x2]) + a2[x2]) + a3[x2]) + s[nxt[x2]]) + s[prv[x2]], c1, c3, beta)
+        q = p[x2] - ck * g
+        p[x2] = q
+        out[x2] = x + cd * q if drift else g
 
 
 @nb.njit(inline="always", cache=True, error_model="numpy")

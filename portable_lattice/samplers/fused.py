@@ -27,7 +27,7 @@ from array_api_compat import array_namespace
 
 from .._delegation import fused_kernel
 from ..lattice import Checkerboard
-from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_scalar, sqrt_nonnegative_scalar
+from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_reduced_scalar, sqrt_reduced_scalar
 
 __all__ = ["CAPABILITY", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
            "uses_philox", "check_philox_range"]
@@ -127,10 +127,12 @@ def stream_plan(rng: Any, draws_per_sweep: int) -> dict:
         return {"stream": "native"}
     if rng.draws + draws_per_sweep > 2 ** 32:
         raise ValueError(f"the Philox counter range is exhausted: draw {rng.draws} + {draws_per_sweep}")
-    # the library's own log, cos and sqrt as scalar functions (a kernel compiles these) and
-    # their constants (for kernels that load them), so its normals are the generic path's
+    # the library's own log, cos and sqrt as scalar functions (a kernel compiles these; the
+    # log and the sqrt after their exact power-of-two reductions, which a kernel may do on
+    # the bits) and their constants (for kernels that load them), so its normals are the
+    # generic path's
     return {"stream": "philox", "key": (int(rng.k0), int(rng.k1)), "draw": int(rng.draws),
-            "normal_math": (log_unit_scalar, cos_2pi_scalar, sqrt_nonnegative_scalar),
+            "normal_math": (log_unit_reduced_scalar, cos_2pi_scalar, sqrt_reduced_scalar),
             "normal_constants": KERNEL_CONSTANTS}
 
 
