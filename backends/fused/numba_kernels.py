@@ -374,41 +374,13 @@ def _phi4_kernels(philox_math, f32: bool):
 
 # --- Ising checkerboard -----------------------------------------------------------------------
 @nb.njit(inline="always", cache=True, error_model="numpy")
-def _flip(row, up, dn, extra, n_extra, x1, X1, sx_bits, T, off, nxt, prv):
-    """One Metropolis flip at x1 with the signed word ``sx_bits``: the accepted count (0 or 1)."""
-    sx = np.int32(row[x1])
-    nsum = (np.int32(up[x1]) + dn[x1]) + (np.int32(row[nxt[x1]]) + row[prv[x1]])
-    if n_extra:
-        nsum += extra[X1]
-    acc = np.int32(sx_bits <= T[2 * nsum + sx + off])
-    row[x1] = sx * (1 - 2 * acc)  # a flip without a branch: accepted half the time near T_c
-    return acc
-
-
-@nb.njit(inline="always", cache=True, error_model="numpy")
 def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1, draw, c, bits_row, T, off, nxt, prv):
-    """One row of a parity: Metropolis flips of sites x1 = 2 X1 + start, X1 < h; returns the
-    accepted count. ``extra`` holds the d > 2 neighbour sums per X1 (n_extra = 0 in 2d).
-    Under Philox with one hit and a row that starts on a block (the usual case), the four
-    sites of a block take its four words in straight-line code."""
+    """One row of a parity, site by site: Metropolis flips of sites x1 = 2 X1 + start, X1 < h
+    (``hits`` each); returns the accepted count. ``extra`` holds the d > 2 neighbour sums per
+    X1 (n_extra = 0 in 2d). The path for several hits and for the native stream's words; one
+    hit under Philox takes :func:`_flip_row_words`."""
     n = 0
-    if philox and hits == 1 and (base & 3) == 0:
-        for j in range(h >> 2):
-            w0, w1, w2, w3 = _philox(np.uint64((base >> 2) + j), np.uint64(draw), np.uint64(c), np.uint64(0), k0, k1)
-            X1 = 4 * j
-            n += _flip(row, up, dn, extra, n_extra, 2 * X1 + start, X1, np.int64(w0) - 2147483648, T, off, nxt, prv)
-            n += _flip(row, up, dn, extra, n_extra, 2 * X1 + 2 + start, X1 + 1, np.int64(w1) - 2147483648, T, off,
-                       nxt, prv)
-            n += _flip(row, up, dn, extra, n_extra, 2 * X1 + 4 + start, X1 + 2, np.int64(w2) - 2147483648, T, off,
-                       nxt, prv)
-            n += _flip(row, up, dn, extra, n_extra, 2 * X1 + 6 + start, X1 + 3, np.int64(w3) - 2147483648, T, off,
-                       nxt, prv)
-        done = h & ~3
-    else:
-        done = 0
-    cur = np.int64(-1)
-    w0 = w1 = w2 = w3 = np.uint64(0)
-    for X1 in range(done, h):
+    for X1 in range(h):
         x1 = 2 * X1 + start
         sx = np.int32(row[x1])
         nsum = (np.int32(up[x1]) + dn[x1]) + (np.int32(row[nxt[x1]]) + row[prv[x1]])
@@ -416,16 +388,7 @@ def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1,
             nsum += extra[X1]
         for t in range(hits):
             if philox:
-                i = base + X1
-                if hits == 1:
-                    if (i >> 2) != cur:
-                        cur = i >> 2
-                        w0, w1, w2, w3 = _philox(np.uint64(cur), np.uint64(draw), np.uint64(c), np.uint64(0), k0, k1)
-                    j = i & 3
-                    w = w0 if j == 0 else (w1 if j == 1 else (w2 if j == 2 else w3))
-                else:
-                    w = _word32(i, draw + t, c, k0, k1)
-                b = np.int64(w) - 2147483648
+                b = np.int64(_word32(base + X1, draw + t, c, k0, k1)) - 2147483648
             else:
                 b = np.int64(bits_row[t, X1])
             acc = np.int32(b <= T[2 * nsum + sx + off])
@@ -435,40 +398,148 @@ def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1,
     return n
 
 
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _task_words(bases, cls, ncls, h, draw, c, k0, k1):
+    """The Philox words (as w - 2^31) of a task's rows for one hit: the rows of one parity
+    class (``cls``) hold one contiguous range of the draw's elements, so a loop over its
+    blocks with no dependence between iterations (which vectorises) computes them all.
+    Returns the words and the offset of each row's first word among them."""
+    lo = np.empty(ncls, dtype=np.int64)
+    hi = np.zeros(ncls, dtype=np.int64)
+    for q in range(ncls):
+        lo[q] = 1 << 62
+    for r in range(bases.shape[0]):
+        q = cls[r]
+        lo[q] = min(lo[q], bases[r])
+        hi[q] = max(hi[q], bases[r] + h)
+    first = np.zeros(ncls + 1, dtype=np.int64)
+    for q in range(ncls):
+        first[q + 1] = first[q] + (4 * (((hi[q] + 3) >> 2) - (lo[q] >> 2)) if hi[q] > 0 else 0)
+    words = np.empty(first[ncls], dtype=np.int64)
+    for q in range(ncls):
+        # a view, so that the loop's indices start at 0 (numba's negative-index check on an
+        # index it cannot prove non-negative would stop vectorisation)
+        wv = words[first[q]:first[q + 1]]
+        j0 = lo[q] >> 2
+        for j in range(wv.shape[0] >> 2):
+            w0, w1, w2, w3 = _philox(np.uint64(j0 + j), np.uint64(draw), np.uint64(c), np.uint64(0), k0, k1)
+            wv[4 * j] = np.int64(w0) - 2147483648
+            wv[4 * j + 1] = np.int64(w1) - 2147483648
+            wv[4 * j + 2] = np.int64(w2) - 2147483648
+            wv[4 * j + 3] = np.int64(w3) - 2147483648
+    offs = np.empty(bases.shape[0], dtype=np.int64)
+    for r in range(bases.shape[0]):
+        q = cls[r]
+        offs[r] = first[q] + bases[r] - 4 * (lo[q] >> 2)
+    return words, offs
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _flip_row_words(row, a0, a1, a2, a3, d3, start, h, wv, T, off, nxt, prv):
+    """One row of a parity with its words ``wv`` (one per site): the sites whose neighbours
+    x +- 1 lie inside the row in a loop without indirection or branches (it vectorises), then
+    the one site at the row's end. ``a0``..``a3``: the neighbour rows (``a2``, ``a3`` in 3d)."""
+    n = 0
+    for j in range(h - 1):
+        X = np.uint64(j + 1 - start)  # unsigned: no negative-index check
+        x = np.uint64(2) * X + np.uint64(start)
+        sx = np.int32(row[x])
+        nsum = (np.int32(a0[x]) + a1[x]) + (np.int32(row[x + np.uint64(1)]) + row[x - np.uint64(1)])
+        if d3:
+            nsum += np.int32(a2[x]) + a3[x]
+        acc = np.int32(wv[X] <= T[np.uint64(2 * nsum + sx + off)])
+        row[x] = sx * (1 - 2 * acc)  # a flip without a branch: accepted half the time near T_c
+        n += acc
+    Xe = start * (h - 1)
+    xe = 2 * Xe + start
+    sx = np.int32(row[xe])
+    nsum = (np.int32(a0[xe]) + a1[xe]) + (np.int32(row[nxt[xe]]) + row[prv[xe]])
+    if d3:
+        nsum += np.int32(a2[xe]) + a3[xe]
+    acc = np.int32(wv[Xe] <= T[2 * nsum + sx + off])
+    row[xe] = sx * (1 - 2 * acc)
+    return n + acc
+
+
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
+    draw = draw0 + p * hits
+    words_first = philox and hits == 1
+    R = _rows_per_task(h, L)
+    nblk = (L + R - 1) // R
     extra = np.zeros(1, dtype=np.int32)
-    for task in nb.prange(C * L):
-        c, x0 = task // L, task % L
-        start = (p + x0) & 1
-        b = bidx[(x0 & 1) * 2 + start]
-        base = (b * h + (x0 >> 1)) * h
-        bits_row = bits[:, c, b, x0 >> 1] if not philox else bits[:, 0, 0, 0]
-        counts[c, x0] += _flip_row(s[c, x0], s[c, nxt[x0]], s[c, prv[x0]], extra, 0, start, h, base, hits, philox,
-                                   k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
+    for task in nb.prange(C * nblk):
+        c, blk = task // nblk, task % nblk
+        r0, r1 = blk * R, min(L, blk * R + R)
+        bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
+        for x0 in range(r0, r1):
+            bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
+            cls[x0 - r0] = x0 & 1
+        if words_first:
+            words, offs = _task_words(bases, cls, 2, h, draw, c, k0, k1)
+        else:
+            words, offs = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        for x0 in range(r0, r1):
+            start = (p + x0) & 1
+            row, up, dn = s[c, x0], s[c, nxt[x0]], s[c, prv[x0]]
+            b = bidx[(x0 & 1) * 2 + start]
+            if words_first:
+                o = offs[x0 - r0]
+                n = _flip_row_words(row, up, dn, up, dn, False, start, h, words[o:o + h], T, off, nxt, prv)
+            elif hits == 1:  # the native stream's words
+                n = _flip_row_words(row, up, dn, up, dn, False, start, h, bits[0, c, b, x0 >> 1], T, off, nxt, prv)
+            else:
+                bits_row = bits[:, c, b, x0 >> 1] if not philox else bits[:, 0, 0, 0]
+                n = _flip_row(row, up, dn, extra, 0, start, h, bases[x0 - r0], hits, philox, k0, k1, draw, c,
+                              bits_row, T, off, nxt, prv)
+            counts[c, x0] += n
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, prv):
     C, L = s.shape[0], s.shape[1]
     h = L // 2
-    for task in nb.prange(C * L * L):
-        c, r = task // (L * L), task % (L * L)
-        x0, x1 = r // L, r % L
-        start = (p + x0 + x1) & 1
-        b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
-        base = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
-        # the sums over the two outer axes' neighbours, then the row along the last axis
+    draw = draw0 + p * hits
+    words_first = philox and hits == 1
+    R = _rows_per_task(h, L * L)
+    nblk = (L * L + R - 1) // R
+    for task in nb.prange(C * nblk):
+        c, blk = task // nblk, task % nblk
+        r0, r1 = blk * R, min(L * L, blk * R + R)
+        bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
+        for r in range(r0, r1):
+            x0, x1 = r // L, r % L
+            b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
+            bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
+            cls[r - r0] = (x0 & 1) * 2 + (x1 & 1)
+        if words_first:
+            words, offs = _task_words(bases, cls, 4, h, draw, c, k0, k1)
+        else:
+            words, offs = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         extra = np.empty(h, dtype=np.int32)
-        a0, a1, a2, a3 = s[c, nxt[x0], x1], s[c, prv[x0], x1], s[c, x0, nxt[x1]], s[c, x0, prv[x1]]
-        for X2 in range(h):
-            x2 = 2 * X2 + start
-            extra[X2] = (np.int32(a2[x2]) + a3[x2])
-        bits_row = bits[:, c, b, x0 >> 1, x1 >> 1] if not philox else bits[:, 0, 0, 0, 0]
-        counts[c, r] += _flip_row(s[c, x0, x1], a0, a1, extra, 1, start, h, base, hits, philox,
-                                  k0, k1, draw0 + p * hits, c, bits_row, T, off, nxt, prv)
+        for r in range(r0, r1):
+            x0, x1 = r // L, r % L
+            start = (p + x0 + x1) & 1
+            row = s[c, x0, x1]
+            a0, a1, a2, a3 = s[c, nxt[x0], x1], s[c, prv[x0], x1], s[c, x0, nxt[x1]], s[c, x0, prv[x1]]
+            b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start]
+            if words_first:
+                o = offs[r - r0]
+                n = _flip_row_words(row, a0, a1, a2, a3, True, start, h, words[o:o + h], T, off, nxt, prv)
+            elif hits == 1:  # the native stream's words
+                n = _flip_row_words(row, a0, a1, a2, a3, True, start, h, bits[0, c, b, x0 >> 1, x1 >> 1], T, off,
+                                    nxt, prv)
+            else:
+                # the sums over the two outer axes' neighbours, then the row along the last axis
+                for X2 in range(h):
+                    x2 = 2 * X2 + start
+                    extra[X2] = (np.int32(a2[x2]) + a3[x2])
+                bits_row = bits[:, c, b, x0 >> 1, x1 >> 1] if not philox else bits[:, 0, 0, 0, 0]
+                n = _flip_row(row, a0, a1, extra, 1, start, h, bases[r - r0], hits, philox, k0, k1, draw, c,
+                              bits_row, T, off, nxt, prv)
+            counts[c, r] += n
 
 
 def _neighbours(L: int):
