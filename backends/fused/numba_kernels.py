@@ -198,32 +198,49 @@ def _phi4_kernels(philox_math, f32: bool):
     f32 = bool(f32)
 
     @nb.njit(inline="always", error_model="numpy")
-    def task_draws(bases, nrows, h, hits, c, k0, k1, draw):
-        """The Philox normals (and float64 uniforms) of a task's rows, in one loop over their
-        blocks: one block gives elements 2m and 2m + 1, and a loop with no dependence between
-        its iterations vectorises (a normal inside the update loop would run at the latency
-        of its long chain, and a loop over one short row mostly in the scalar remainder).
-        Row r, hit t starts at ``start[r, t]`` of the returned buffers."""
-        per = (h + 2) // 2 + 1
-        ms = np.empty(nrows * hits * per, dtype=np.int64)
-        drs = np.empty(nrows * hits * per, dtype=np.int64)
-        start = np.empty((nrows, hits), dtype=np.int64)
-        k = 0
-        for r in range(nrows):
-            off, m0 = bases[r] & 1, bases[r] >> 1
+    def task_draws(bases, cls, ncls, h, hits, c, k0, k1, draw):
+        """The Philox normals (and float64 uniforms) of a task's rows. The rows of one parity
+        class (``cls``) hold one contiguous range of a draw's elements, so one loop per class
+        and hit over its blocks computes them: one block gives elements 2m and 2m + 1, and a
+        long loop with no dependence between its iterations vectorises (a normal inside the
+        update loop would run at the latency of its long chain, and a loop over one short row
+        mostly in the scalar remainder). Row r, hit t starts at ``start[r, t]`` of the
+        returned buffers."""
+        lo = np.empty(ncls, dtype=np.int64)
+        hi = np.zeros(ncls, dtype=np.int64)
+        for q in range(ncls):
+            lo[q] = 1 << 62
+        for r in range(bases.shape[0]):
+            q = cls[r]
+            lo[q] = min(lo[q], bases[r])
+            hi[q] = max(hi[q], bases[r] + h)
+        first = np.zeros(ncls * hits + 1, dtype=np.int64)  # pair offsets per (class, hit)
+        for q in range(ncls):
+            npair = ((hi[q] + 1) >> 1) - (lo[q] >> 1) if hi[q] > 0 else 0
             for t in range(hits):
-                start[r, t] = 2 * k + off
-                for j in range((off + h + 1) >> 1):
-                    ms[k] = m0 + j
-                    drs[k] = draw + 2 * t
-                    k += 1
-        z = np.empty(2 * k, dtype=np.float64)
-        for q in range(k):
-            z[2 * q], z[2 * q + 1] = normal_pair(ms[q], drs[q], c, k0, k1)
-        u = np.empty(0 if f32 else 2 * k, dtype=np.float64)
-        if not f32:
-            for q in range(k):
-                u[2 * q], u[2 * q + 1] = log_uniform64_pair(ms[q], drs[q] + 1, c, k0, k1)
+                first[q * hits + t + 1] = first[q * hits + t] + npair
+        npairs = first[ncls * hits]
+        z = np.empty(2 * npairs, dtype=np.float64)
+        u = np.empty(0 if f32 else 2 * npairs, dtype=np.float64)
+        for q in range(ncls):
+            m0 = lo[q] >> 1
+            for t in range(hits):
+                # views, so that the loops' indices start at 0 (numba's negative-index check
+                # on an index it cannot prove non-negative would stop vectorisation)
+                p0, p1 = first[q * hits + t], first[q * hits + t + 1]
+                zv = z[2 * p0:2 * p1]
+                for j in range(p1 - p0):
+                    zv[2 * j], zv[2 * j + 1] = normal_pair(m0 + j, draw + 2 * t, c, k0, k1)
+                if not f32:
+                    uv = u[2 * p0:2 * p1]
+                    for j in range(p1 - p0):
+                        uv[2 * j], uv[2 * j + 1] = log_uniform64_pair(m0 + j, draw + 2 * t + 1, c, k0, k1)
+        start = np.empty((bases.shape[0], hits), dtype=np.int64)
+        for r in range(bases.shape[0]):
+            q = cls[r]
+            for t in range(hits):
+                # element e of the class's range sits at e - 2 m0 of its region
+                start[r, t] = 2 * first[q * hits + t] + bases[r] - 2 * (lo[q] >> 1)
         return z, u, start
 
     @nb.njit(inline="always", error_model="numpy")
@@ -271,12 +288,13 @@ def _phi4_kernels(philox_math, f32: bool):
             c, blk = task // nblk, task % nblk
             r0, r1 = blk * R, min(L, blk * R + R)
             # element index of each row's first site in the blocked draw
-            bases = np.empty(r1 - r0, dtype=np.int64)
+            bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
             for x0 in range(r0, r1):
                 bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
+                cls[x0 - r0] = x0 & 1
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
-                z, u, start = task_draws(bases, r1 - r0, h, hits, c, k0, k1, draw)
+                z, u, start = task_draws(bases, cls, 2, h, hits, c, k0, k1, draw)
             else:
                 z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
             for x0 in range(r0, r1):
@@ -325,14 +343,15 @@ def _phi4_kernels(philox_math, f32: bool):
         for task in nb.prange(C * nblk):
             c, blk = task // nblk, task % nblk
             r0, r1 = blk * R, min(L * L, blk * R + R)
-            bases = np.empty(r1 - r0, dtype=np.int64)
+            bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
             for r in range(r0, r1):
                 x0, x1 = r // L, r % L
                 b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
                 bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
+                cls[r - r0] = (x0 & 1) * 2 + (x1 & 1)
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
-                z, u, start = task_draws(bases, r1 - r0, h, hits, c, k0, k1, draw)
+                z, u, start = task_draws(bases, cls, 4, h, hits, c, k0, k1, draw)
             else:
                 z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
             for r in range(r0, r1):
