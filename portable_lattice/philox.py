@@ -170,7 +170,8 @@ def sqrt_nonnegative(a: Any) -> Any:
 
 
 def log_unit_scalar(k: float) -> float:
-    """:func:`log_unit` for one Python (or compiled) float: the same operations in the same order."""
+    """:func:`log_unit` for one Python float: the same operations in the same order (a compiled
+    kernel compiles :func:`log_unit_reduced_scalar` and finds its m and e itself)."""
     m, e = k, 0.0
     if m >= 4294967296.0:
         m, e = m * 2.3283064365386963e-10, e + 32

@@ -86,8 +86,9 @@ def test_the_philox_counter_moves_on_as_the_generic_sweep_moves_it():
 
 @pytest.mark.parametrize("d,L", [(2, 20), (3, 8)])
 def test_fused_ising_philox_rows_of_whole_blocks_and_a_remainder(d, L):
-    # under Philox with one hit, rows that start on a Philox block take four sites per block
-    # in straight-line code and the rest site by site: L = 20 has rows of 10 (2 blocks + 2)
+    # under Philox with one hit, a task's words come from whole Philox blocks per parity class
+    # and each row reads its own: L = 20 has rows of 10 (2 blocks + 2), so rows start inside
+    # a block
     be = get_backend("numpy")
     theory = Ising(0.41 if d == 2 else 0.2, J=1.0, h=0.05)
     x = _start(be, "ising", d, L, "float64")

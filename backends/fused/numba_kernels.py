@@ -108,16 +108,18 @@ _ONE_EXP = np.uint64(1023 << 52)
 
 @nb.njit(inline="always", cache=True, error_model="numpy")
 def _split2(k):
-    """k = m 2^e with 1 <= m < 2, for a normal float64 k > 0: the values the core's chain of
-    exact scalings (:func:`~portable_lattice.philox.log_unit_scalar`) reaches, read from the bits."""
+    """k = m 2^e with 1 <= m < 2, read from the bits: for 1 <= k < 2^64 (the kernels' k lie in
+    [1, 2^53]) the values the core's chain of exact scalings
+    (:func:`~portable_lattice.philox.log_unit_scalar`) reaches."""
     bits = _f64_bits(k)
     return _bits_f64((bits & _MANT) | _ONE_EXP), np.float64(np.int64(bits >> np.uint64(52)) - 1023)
 
 
 @nb.njit(inline="always", cache=True, error_model="numpy")
 def _split4(a):
-    """a = m scale^2 with 1 <= m < 4 and scale a power of two, for a normal float64 a > 0:
-    the values of :func:`~portable_lattice.philox.sqrt_nonnegative_scalar`'s scalings."""
+    """a = m scale^2 with 1 <= m < 4 and scale a power of two, read from the bits: for
+    2^-128 <= a < 2^64 (the kernels' a = -2 ln u lie in [2^-53, 74]) the values of
+    :func:`~portable_lattice.philox.sqrt_nonnegative_scalar`'s scalings."""
     bits = _f64_bits(a)
     e = np.int64(bits >> np.uint64(52)) - 1023  # a = f 2^e, 1 <= f < 2
     odd = e & 1
@@ -396,8 +398,8 @@ def _phi4_kernels(philox_math, f32: bool):
 def _flip_row(row, up, dn, extra, n_extra, start, h, base, hits, philox, k0, k1, draw, c, bits_row, T, off, nxt, prv):
     """One row of a parity, site by site: Metropolis flips of sites x1 = 2 X1 + start, X1 < h
     (``hits`` each); returns the accepted count. ``extra`` holds the d > 2 neighbour sums per
-    X1 (n_extra = 0 in 2d). The path for several hits and for the native stream's words; one
-    hit under Philox takes :func:`_flip_row_words`."""
+    X1 (n_extra = 0 in 2d). The path for several hits (either stream); one hit takes
+    :func:`_flip_row_words`."""
     n = 0
     for X1 in range(h):
         x1 = 2 * X1 + start
