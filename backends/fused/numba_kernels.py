@@ -80,26 +80,22 @@ def _unit53(a, b):
     return np.float64((a >> np.uint64(5)) * np.uint64(67108864) + (b >> np.uint64(6))) * (2.0 ** -53)
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The IEEE bits of a float64 as uint64 (a bit cast: free, and it vectorises)."""
-    if x != types.float64:
-        return None
+def _bitcast(src, dst):
+    """A numba intrinsic reinterpreting the bits of a ``src`` scalar as ``dst`` (free, and it
+    vectorises)."""
+    @intrinsic
+    def cast(typingctx, x):
+        if x != src:
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.uint64))
-    return types.uint64(types.float64), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(dst))
+        return dst(src), codegen
+    return cast
 
 
-@intrinsic
-def _bits_f64(typingctx, x):
-    """The float64 of IEEE bits held in a uint64."""
-    if x != types.uint64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-    return types.float64(types.uint64), codegen
+_f64_bits = _bitcast(types.float64, types.uint64)  # the IEEE bits of a float64
+_bits_f64 = _bitcast(types.uint64, types.float64)  # the float64 of IEEE bits
 
 
 _MANT = np.uint64((1 << 52) - 1)
@@ -125,6 +121,44 @@ def _split4(a):
     odd = e & 1
     m = _bits_f64((bits & _MANT) | np.uint64((1023 + odd) << 52))  # f or 2 f
     return m, _bits_f64(np.uint64((1023 + ((e - odd) >> 1)) << 52))
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _class_ranges(bases, cls, ncls, h):
+    """The range [lo, hi) of draw elements that the rows of each parity class of a task cover
+    (rows from ``bases[r]`` to ``bases[r] + h``; hi = 0 for a class with no rows)."""
+    lo = np.empty(ncls, dtype=np.int64)
+    hi = np.zeros(ncls, dtype=np.int64)
+    for q in range(ncls):
+        lo[q] = 1 << 62
+    for r in range(bases.shape[0]):
+        q = cls[r]
+        lo[q] = min(lo[q], bases[r])
+        hi[q] = max(hi[q], bases[r] + h)
+    return lo, hi
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _task_rows2(p, bidx, h, r0, r1):
+    """Rows x0 = r0..r1-1 of a 2d chain, parity p: the element index of each row's first site
+    in the blocked draw (block ``bidx[...]``), and the row's parity class (x0 & 1)."""
+    bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
+    for x0 in range(r0, r1):
+        bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
+        cls[x0 - r0] = x0 & 1
+    return bases, cls
+
+
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _task_rows3(p, bidx, h, L, r0, r1):
+    """:func:`_task_rows2` for the rows r = x0 L + x1 of a 3d chain (classes (x0 & 1, x1 & 1))."""
+    bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
+    for r in range(r0, r1):
+        x0, x1 = r // L, r % L
+        b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
+        bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
+        cls[r - r0] = (x0 & 1) * 2 + (x1 & 1)
+    return bases, cls
 
 
 @functools.lru_cache(maxsize=4)
@@ -191,6 +225,28 @@ def _to64(z):
     return np.float64(z)
 
 
+@nb.njit(inline="always", cache=True, error_model="numpy")
+def _phi4_row_inner(row, a0, a1, a2, a3, d3, start, h, dr, ur, step, c1, c3, beta, a, c6, c4, g):
+    """One proposal at each site of a row's parity whose neighbours x +- 1 lie inside the row
+    (all but the end site), in a loop without indirection or branches, which vectorises:
+    unsigned indices, because numba's check for negative ones would stop it. ``a0``..``a3``:
+    the neighbour rows (``a2``, ``a3`` in 3d); ``dr``/``ur``: the row's normals and log-uniforms.
+    The same expressions, in the same order, as the site-by-site update. Returns the accepted count."""
+    n = 0
+    for j in range(h - 1):
+        X = np.uint64(j + 1 - start)
+        x1 = np.uint64(2) * X + np.uint64(start)
+        x = row[x1]
+        delta = step * dr[X]
+        other = (a0[x1] + a1[x1]) if not d3 else ((a0[x1] + a1[x1]) + (a2[x1] + a3[x1]))
+        grad = x * (c1 + (c3 * x) * x) - beta * (other + (row[x1 + np.uint64(1)] + row[x1 - np.uint64(1)]))
+        dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
+        acc = ur[X] < -dS
+        row[x1] = x + delta if acc else x
+        n += acc
+    return n
+
+
 @functools.lru_cache(maxsize=8)
 def _phi4_kernels(philox_math, f32: bool):
     normal_pair, log_uniform64_pair, log_uniform32 = philox_math
@@ -208,14 +264,7 @@ def _phi4_kernels(philox_math, f32: bool):
         update loop would run at the latency of its long chain, and a loop over one short row
         mostly in the scalar remainder). Row r, hit t starts at ``start[r, t]`` of the
         returned buffers."""
-        lo = np.empty(ncls, dtype=np.int64)
-        hi = np.zeros(ncls, dtype=np.int64)
-        for q in range(ncls):
-            lo[q] = 1 << 62
-        for r in range(bases.shape[0]):
-            q = cls[r]
-            lo[q] = min(lo[q], bases[r])
-            hi[q] = max(hi[q], bases[r] + h)
+        lo, hi = _class_ranges(bases, cls, ncls, h)
         first = np.zeros(ncls * hits + 1, dtype=np.int64)  # pair offsets per (class, hit)
         for q in range(ncls):
             npair = ((hi[q] + 1) >> 1) - (lo[q] >> 1) if hi[q] > 0 else 0
@@ -289,11 +338,7 @@ def _phi4_kernels(philox_math, f32: bool):
         for task in nb.prange(C * nblk):
             c, blk = task // nblk, task % nblk
             r0, r1 = blk * R, min(L, blk * R + R)
-            # element index of each row's first site in the blocked draw
-            bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
-            for x0 in range(r0, r1):
-                bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
-                cls[x0 - r0] = x0 & 1
+            bases, cls = _task_rows2(p, bidx, h, r0, r1)
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
                 z, u, start = task_draws(bases, cls, 2, h, hits, c, k0, k1, draw)
@@ -310,19 +355,9 @@ def _phi4_kernels(philox_math, f32: bool):
                     # one proposal per site: the sites whose neighbours x1 +- 1 lie inside the
                     # row in a loop without indirection or branches, which vectorises; then
                     # the one site of the parity at the row's end (x1 = 0 or L - 1)
-                    row, up, dn, dr, ur = phi[c, x0], phi[c, xu], phi[c, xd], drow[0], urow[0]
-                    for j in range(h - 1):
-                        # unsigned indices: numba's check for negative ones would stop vectorisation
-                        X1 = np.uint64(j + 1 - start0)
-                        x1 = np.uint64(2) * X1 + np.uint64(start0)
-                        x = row[x1]
-                        delta = step * dr[X1]
-                        grad = x * (c1 + (c3 * x) * x) - beta * ((up[x1] + dn[x1]) + (row[x1 + np.uint64(1)]
-                                                                                     + row[x1 - np.uint64(1)]))
-                        dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-                        acc = ur[X1] < -dS
-                        row[x1] = x + delta if acc else x
-                        n += acc
+                    up, dn = phi[c, xu], phi[c, xd]
+                    n = _phi4_row_inner(phi[c, x0], up, dn, up, dn, False, start0, h, drow[0], urow[0], step, c1,
+                                        c3, beta, a, c6, c4, g)
                     first = start0 * (h - 1)
                 else:
                     first = 0
@@ -345,12 +380,7 @@ def _phi4_kernels(philox_math, f32: bool):
         for task in nb.prange(C * nblk):
             c, blk = task // nblk, task % nblk
             r0, r1 = blk * R, min(L * L, blk * R + R)
-            bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
-            for r in range(r0, r1):
-                x0, x1 = r // L, r % L
-                b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
-                bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
-                cls[r - r0] = (x0 & 1) * 2 + (x1 & 1)
+            bases, cls = _task_rows3(p, bidx, h, L, r0, r1)
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
                 z, u, start = task_draws(bases, cls, 4, h, hits, c, k0, k1, draw)
@@ -365,19 +395,9 @@ def _phi4_kernels(philox_math, f32: bool):
                                        start, r - r0, hits, bases[r - r0], c, k0, k1, draw)
                 n = 0
                 if hits == 1:  # as in sweep2
-                    row, dr, ur = phi[c, x0, x1], drow[0], urow[0]
-                    a0, a1, a2, a3 = phi[c, x0u, x1], phi[c, x0d, x1], phi[c, x0, x1u], phi[c, x0, x1d]
-                    for j in range(h - 1):
-                        X2 = np.uint64(j + 1 - start0)
-                        x2 = np.uint64(2) * X2 + np.uint64(start0)
-                        x = row[x2]
-                        delta = step * dr[X2]
-                        nsum = ((a0[x2] + a1[x2]) + (a2[x2] + a3[x2])) + (row[x2 + np.uint64(1)] + row[x2 - np.uint64(1)])
-                        grad = x * (c1 + (c3 * x) * x) - beta * nsum
-                        dS = delta * (grad + delta * ((a + (c6 * x) * x) + delta * ((c4 * x) + g * delta)))
-                        acc = ur[X2] < -dS
-                        row[x2] = x + delta if acc else x
-                        n += acc
+                    n = _phi4_row_inner(phi[c, x0, x1], phi[c, x0u, x1], phi[c, x0d, x1], phi[c, x0, x1u],
+                                        phi[c, x0, x1d], True, start0, h, drow[0], urow[0], step, c1, c3, beta, a,
+                                        c6, c4, g)
                     first = start0 * (h - 1)
                 else:
                     first = 0
@@ -425,14 +445,7 @@ def _task_words(bases, cls, ncls, h, draw, c, k0, k1):
     class (``cls``) hold one contiguous range of the draw's elements, so a loop over its
     blocks with no dependence between iterations (which vectorises) computes them all.
     Returns the words and the offset of each row's first word among them."""
-    lo = np.empty(ncls, dtype=np.int64)
-    hi = np.zeros(ncls, dtype=np.int64)
-    for q in range(ncls):
-        lo[q] = 1 << 62
-    for r in range(bases.shape[0]):
-        q = cls[r]
-        lo[q] = min(lo[q], bases[r])
-        hi[q] = max(hi[q], bases[r] + h)
+    lo, hi = _class_ranges(bases, cls, ncls, h)
     first = np.zeros(ncls + 1, dtype=np.int64)
     for q in range(ncls):
         first[q + 1] = first[q] + (4 * (((hi[q] + 3) >> 2) - (lo[q] >> 2)) if hi[q] > 0 else 0)
@@ -494,10 +507,7 @@ def _ising2(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, 
     for task in nb.prange(C * nblk):
         c, blk = task // nblk, task % nblk
         r0, r1 = blk * R, min(L, blk * R + R)
-        bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
-        for x0 in range(r0, r1):
-            bases[x0 - r0] = (bidx[(x0 & 1) * 2 + ((p + x0) & 1)] * h + (x0 >> 1)) * h
-            cls[x0 - r0] = x0 & 1
+        bases, cls = _task_rows2(p, bidx, h, r0, r1)
         if words_first:
             words, offs = _task_words(bases, cls, 2, h, draw, c, k0, k1)
         else:
@@ -529,12 +539,7 @@ def _ising3(s, p, hits, philox, k0, k1, draw0, bits, bidx, T, off, counts, nxt, 
     for task in nb.prange(C * nblk):
         c, blk = task // nblk, task % nblk
         r0, r1 = blk * R, min(L * L, blk * R + R)
-        bases, cls = np.empty(r1 - r0, dtype=np.int64), np.empty(r1 - r0, dtype=np.int64)
-        for r in range(r0, r1):
-            x0, x1 = r // L, r % L
-            b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + ((p + x0 + x1) & 1)]
-            bases[r - r0] = ((b * h + (x0 >> 1)) * h + (x1 >> 1)) * h
-            cls[r - r0] = (x0 & 1) * 2 + (x1 & 1)
+        bases, cls = _task_rows3(p, bidx, h, L, r0, r1)
         if words_first:
             words, offs = _task_words(bases, cls, 4, h, draw, c, k0, k1)
         else:
