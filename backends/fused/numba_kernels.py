@@ -206,12 +206,15 @@ def _normal_math(log_fn, cos_fn, sqrt_fn):
         return log_unit53(a), log_unit53(b)
 
     @nb.njit(inline="always", error_model="numpy")
-    def log_uniform32(i, draw, chain, k0, k1):
-        """ln u of element i of a float32 uniform draw, as float32."""
-        k = np.float64(_word32(i, draw, chain, k0, k1) >> np.uint64(8)) * 536870912.0
-        return np.float32(log_unit53(k))
+    def log_uniform32_block(j, draw, chain, k0, k1):
+        """ln u of elements 4j .. 4j + 3 of a float32 uniform draw (one block, a word each), in
+        float64: the float32 value is its rounding."""
+        w0, w1, w2, w3 = _philox(np.uint64(j), np.uint64(draw), np.uint64(chain), np.uint64(0), k0, k1)
+        s8, f = np.uint64(8), 536870912.0
+        return (log_unit53(np.float64(w0 >> s8) * f), log_unit53(np.float64(w1 >> s8) * f),
+                log_unit53(np.float64(w2 >> s8) * f), log_unit53(np.float64(w3 >> s8) * f))
 
-    return normal_pair, log_uniform64_pair, log_uniform32
+    return normal_pair, log_uniform64_pair, log_uniform32_block
 
 
 # --- phi^4 checkerboard -----------------------------------------------------------------------
@@ -249,7 +252,7 @@ def _phi4_row_inner(row, a0, a1, a2, a3, d3, start, h, dr, ur, step, c1, c3, bet
 
 @functools.lru_cache(maxsize=8)
 def _phi4_kernels(philox_math, f32: bool):
-    normal_pair, log_uniform64_pair, log_uniform32 = philox_math
+    normal_pair, log_uniform64_pair, log_uniform32_block = philox_math
     # the field's float type fixed at build time: a branch on the dtype inside the kernel
     # would unify both sides to float64
     tofloat = _to32 if f32 else _to64
@@ -262,17 +265,21 @@ def _phi4_kernels(philox_math, f32: bool):
         and hit over its blocks computes them: one block gives elements 2m and 2m + 1, and a
         long loop with no dependence between its iterations vectorises (a normal inside the
         update loop would run at the latency of its long chain, and a loop over one short row
-        mostly in the scalar remainder). Row r, hit t starts at ``start[r, t]`` of the
-        returned buffers."""
+        mostly in the scalar remainder). Row r, hit t starts at ``start[r, t]`` of the normals
+        and at ``ustart[r, t]`` of the acceptance logarithms (float64 uniforms come in pairs of
+        a block, float32 ones in fours)."""
         lo, hi = _class_ranges(bases, cls, ncls, h)
         first = np.zeros(ncls * hits + 1, dtype=np.int64)  # pair offsets per (class, hit)
+        ufirst = np.zeros(ncls * hits + 1, dtype=np.int64)  # float32: block offsets
         for q in range(ncls):
             npair = ((hi[q] + 1) >> 1) - (lo[q] >> 1) if hi[q] > 0 else 0
+            nblock = ((hi[q] + 3) >> 2) - (lo[q] >> 2) if hi[q] > 0 else 0
             for t in range(hits):
                 first[q * hits + t + 1] = first[q * hits + t] + npair
+                ufirst[q * hits + t + 1] = ufirst[q * hits + t] + nblock
         npairs = first[ncls * hits]
         z = np.empty(2 * npairs, dtype=np.float64)
-        u = np.empty(0 if f32 else 2 * npairs, dtype=np.float64)
+        u = np.empty(4 * ufirst[ncls * hits] if f32 else 2 * npairs, dtype=np.float64)
         for q in range(ncls):
             m0 = lo[q] >> 1
             for t in range(hits):
@@ -282,17 +289,25 @@ def _phi4_kernels(philox_math, f32: bool):
                 zv = z[2 * p0:2 * p1]
                 for j in range(p1 - p0):
                     zv[2 * j], zv[2 * j + 1] = normal_pair(m0 + j, draw + 2 * t, c, k0, k1)
-                if not f32:
+                if f32:
+                    b0, b1, j0 = ufirst[q * hits + t], ufirst[q * hits + t + 1], lo[q] >> 2
+                    uv = u[4 * b0:4 * b1]
+                    for j in range(b1 - b0):
+                        uv[4 * j], uv[4 * j + 1], uv[4 * j + 2], uv[4 * j + 3] = log_uniform32_block(
+                            j0 + j, draw + 2 * t + 1, c, k0, k1)
+                else:
                     uv = u[2 * p0:2 * p1]
                     for j in range(p1 - p0):
                         uv[2 * j], uv[2 * j + 1] = log_uniform64_pair(m0 + j, draw + 2 * t + 1, c, k0, k1)
         start = np.empty((bases.shape[0], hits), dtype=np.int64)
+        ustart = np.empty((bases.shape[0], hits), dtype=np.int64)
         for r in range(bases.shape[0]):
             q = cls[r]
             for t in range(hits):
-                # element e of the class's range sits at e - 2 m0 of its region
+                # element e of the class's range sits at e - 2 m0 of its region (e - 4 j0)
                 start[r, t] = 2 * first[q * hits + t] + bases[r] - 2 * (lo[q] >> 1)
-        return z, u, start
+                ustart[r, t] = (4 * ufirst[q * hits + t] + bases[r] - 4 * (lo[q] >> 2)) if f32 else start[r, t]
+        return z, u, start, ustart
 
     @nb.njit(inline="always", error_model="numpy")
     def site(x, nsum, X, hits, drow, urow, step, c1, c3, beta, a, c6, c4, g):
@@ -310,7 +325,7 @@ def _phi4_kernels(philox_math, f32: bool):
         return x, n
 
     @nb.njit(inline="always", error_model="numpy")
-    def row_draws(philox, deltas, us, idx, dbuf, ubuf, z, u, start, r, hits, base, c, k0, k1, draw):
+    def row_draws(philox, deltas, us, idx, dbuf, ubuf, z, u, start, ustart, r, hits):
         """Row r's normals and uniforms, (hits, h): copied from the task's Philox buffers into
         ``dbuf``/``ubuf``, or a view of the drawn arrays (native stream)."""
         if philox:
@@ -318,12 +333,9 @@ def _phi4_kernels(philox_math, f32: bool):
                 s0 = start[r, t]
                 for X in range(dbuf.shape[1]):
                     dbuf[t, X] = tofloat(z[s0 + X])
-                if f32:
-                    for X in range(ubuf.shape[1]):
-                        ubuf[t, X] = log_uniform32(base + X, draw + 2 * t + 1, c, k0, k1)
-                else:
-                    for X in range(ubuf.shape[1]):
-                        ubuf[t, X] = u[s0 + X]
+                u0 = ustart[r, t]
+                for X in range(ubuf.shape[1]):
+                    ubuf[t, X] = tofloat(u[u0 + X])
             return dbuf, ubuf
         return deltas[idx], us[idx]
 
@@ -341,15 +353,16 @@ def _phi4_kernels(philox_math, f32: bool):
             bases, cls = _task_rows2(p, bidx, h, r0, r1)
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
-                z, u, start = task_draws(bases, cls, 2, h, hits, c, k0, k1, draw)
+                z, u, start, ustart = task_draws(bases, cls, 2, h, hits, c, k0, k1, draw)
             else:
-                z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
+                z, u = np.empty(0), np.empty(0)
+                start = ustart = np.empty((0, 0), dtype=np.int64)
             for x0 in range(r0, r1):
                 xu, xd = nxt[x0], prv[x0]
                 start0 = (p + x0) & 1
                 b = bidx[(x0 & 1) * 2 + start0]
                 drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1), dbuf, ubuf, z, u, start,
-                                       x0 - r0, hits, bases[x0 - r0], c, k0, k1, draw)
+                                       ustart, x0 - r0, hits)
                 n = 0
                 if hits == 1:
                     # one proposal per site: the sites whose neighbours x1 +- 1 lie inside the
@@ -383,16 +396,17 @@ def _phi4_kernels(philox_math, f32: bool):
             bases, cls = _task_rows3(p, bidx, h, L, r0, r1)
             dbuf, ubuf = np.empty((hits, h), dtype=deltas.dtype), np.empty((hits, h), dtype=us.dtype)
             if philox:
-                z, u, start = task_draws(bases, cls, 4, h, hits, c, k0, k1, draw)
+                z, u, start, ustart = task_draws(bases, cls, 4, h, hits, c, k0, k1, draw)
             else:
-                z, u, start = np.empty(0), np.empty(0), np.empty((0, 0), dtype=np.int64)
+                z, u = np.empty(0), np.empty(0)
+                start = ustart = np.empty((0, 0), dtype=np.int64)
             for r in range(r0, r1):
                 x0, x1 = r // L, r % L
                 x0u, x0d, x1u, x1d = nxt[x0], prv[x0], nxt[x1], prv[x1]
                 start0 = (p + x0 + x1) & 1
                 b = bidx[(x0 & 1) * 4 + (x1 & 1) * 2 + start0]
                 drow, urow = row_draws(philox, deltas, us, (slice(None), c, b, x0 >> 1, x1 >> 1), dbuf, ubuf, z, u,
-                                       start, r - r0, hits, bases[r - r0], c, k0, k1, draw)
+                                       start, ustart, r - r0, hits)
                 n = 0
                 if hits == 1:  # as in sweep2
                     n = _phi4_row_inner(phi[c, x0, x1], phi[c, x0u, x1], phi[c, x0d, x1], phi[c, x0, x1u],
