@@ -14,6 +14,7 @@ from portable_lattice.backends import get_backend  # noqa: E402
 from portable_lattice.philox import PhiloxGenerator  # noqa: E402
 from portable_lattice.samplers import (HMC, CheckerboardMetropolis, GaussianShift, HeatBath, SpinFlip,  # noqa: E402
                                        StateShift)
+from portable_lattice.samplers import fused  # noqa: E402
 from portable_lattice.samplers.fused import check_philox_range  # noqa: E402
 
 CPU = ["numpy", "torch"]
@@ -124,6 +125,22 @@ def test_fused_hmc_gives_the_generic_fields(name, d, L, dtype, integrator, strea
         np.testing.assert_allclose(be.to_numpy(ib.delta_h), be.to_numpy(ia.delta_h), rtol=rtol, atol=rtol * 10 * L ** d)
     acc = np.concatenate([be.to_numpy(i.acceptance) for _, i in ref])
     assert 0 < acc.mean() < 1
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_kernels_accept_uniforms_are_the_generators(dtype):
+    # under Philox the HMC kernel computes each chain's accept uniform itself: the generic
+    # draw rng.uniform((chains,), dtype), bit for bit
+    nk = pytest.importorskip("portable_lattice.backends.fused.numba_kernels")
+    ft = np.dtype(dtype).type
+    for seed, draws in ((3, 0), (2 ** 40 + 7, 12345)):
+        gen = PhiloxGenerator(np, seed)
+        gen.draws = draws
+        plan = fused.stream_plan(gen, 1)
+        got = nk.philox_chain_uniforms(37, ft, plan)
+        ref = gen.uniform((37,), ft)
+        assert got.dtype == ref.dtype
+        np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize("per_chain", [True, False])

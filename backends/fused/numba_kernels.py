@@ -803,13 +803,16 @@ def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     """A fused HMC trajectory with its accept/reject: (phi, action, grad, accepted, dH), as
     :meth:`HMC.propose_and_accept` returns them."""
     h_phi, back = _host(phi)
-    h_action, h_grad, h_u = (_host(a)[0] for a in (action, grad, u))
+    h_action, h_grad = (_host(a)[0] for a in (action, grad))
+    h_u = None if u is None else _host(u)[0]
     d = plan["dim"]
     ft = np.float32 if plan["dtype"] == "float32" else np.float64
     if p is None:  # Philox: the momenta are the stream's normal draw, computed here
         h_p = philox_normals(h_phi.shape, ft, plan["momenta"])
     else:
         h_p = _host(p)[0]
+    if u is None:  # Philox: the accept uniforms too
+        h_u = philox_chain_uniforms(h_phi.shape[0], ft, plan["accept"])
     cst = plan["constants"]
     c1, c3, beta, a, g = (ft(cst[k]) for k in ("c1", "c3", "beta", "a", "g"))
     one_pass, energies, chains = _hmc_kernels(d)
@@ -891,3 +894,25 @@ def philox_normals(shape, dtype, stream: dict):
     k0, k1 = (np.uint64(v) for v in stream["key"])
     _normal_fill(_normal_math(*stream["normal_math"])[0], dtype == np.float32)(out, int(stream["draw"]), k0, k1)
     return out.reshape(shape)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chain_uniforms(out, f32, draw, k0, k1):
+    # a 1-d draw is one chain (counter word 2 = 0) of out.shape[0] elements
+    for i in range(out.shape[0]):
+        if f32:  # word i % 4 of block i // 4 (counter word 3 = 0), 24 bits
+            w = _word32(i, draw, 0, k0, k1)
+            out[i] = np.float64(np.float32(w >> np.uint64(8)) * np.float32(2.0 ** -24))
+        else:  # words (0, 1) or (2, 3) of block i // 2 (counter word 3 = 1), 53 bits
+            w0, w1, w2, w3 = _philox(np.uint64(i >> 1), np.uint64(draw), np.uint64(0), np.uint64(1), k0, k1)
+            out[i] = _unit53(w0, w1) if (i & 1) == 0 else _unit53(w2, w3)
+
+
+def philox_chain_uniforms(chains: int, dtype, stream: dict):
+    """``PhiloxGenerator.uniform((chains,), dtype)`` at the draw ``stream`` names (HMC's accept
+    uniforms, one per chain; a 1-d draw is one Philox chain of ``chains`` elements), computed by
+    a compiled loop (equal bit for bit)."""
+    out = np.empty(chains, dtype=np.float64)
+    k0, k1 = (np.uint64(v) for v in stream["key"])
+    _chain_uniforms(out, dtype == np.float32, int(stream["draw"]), k0, k1)
+    return out.astype(dtype)

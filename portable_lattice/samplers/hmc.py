@@ -163,13 +163,15 @@ class HMC:
             kernel = fused.kernel_for("hmc", phi)
             plan = fused.hmc_plan(self, phi)
             if fused.uses_philox(rng):
-                # the momenta are the stream's next normal draw, computed by the kernel itself
-                plan = dict(plan, momenta=fused.stream_plan(rng, 1))
-                fused.advance_stream(rng, 1)
-                p = None
+                # the momenta and the accept uniforms are the stream's next normal and uniform
+                # draws, computed by the kernel itself
+                plan = dict(plan, momenta=fused.stream_plan(rng, 2))
+                plan["accept"] = dict(plan["momenta"], draw=plan["momenta"]["draw"] + 1)
+                fused.advance_stream(rng, 2)
+                p = u = None
             else:
                 p = rng.normal(tuple(phi.shape), phi.dtype)
-            u = rng.uniform((phi.shape[0],), phi.dtype)
+                u = rng.uniform((phi.shape[0],), phi.dtype)
             new_phi, new_action, new_grad, acc, dH = kernel(phi, state.action, state.grad, p, u, plan)
         else:
             p = rng.normal(tuple(phi.shape), phi.dtype)
