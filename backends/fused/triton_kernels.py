@@ -472,8 +472,8 @@ def hmc_trajectory(phi, action, grad, p, u, plan: dict):
     coef = torch.tensor([c for _, c in seq] + [0.0], dtype=ft, device=dev)
     if p is None:  # Philox: the momenta are the stream's normal draw, computed here
         p = philox_normals(tuple(phi.shape), ft, plan["momenta"], dev)
-    if u is None:  # Philox: the accept uniforms (one per chain), by the core's generator
-        u = _chain_uniforms(C, ft, plan["accept"], dev)
+    if u is None:  # Philox: the accept uniforms (one per chain), the generic draw
+        u = torch.as_tensor(plan["accept"]["uniforms"](), device=dev)  # CuPy arrays: zero copy
     phi_c, p_c, grad_c = phi.contiguous(), p.contiguous().to(ft), grad.contiguous()
     BLOCK = _block_size(V)
     nblocks = triton.cdiv(V, BLOCK)
@@ -516,18 +516,6 @@ def _words_kernel(out_ptr, meta_ptr, n, BLOCK: tl.constexpr):
     k1 = tl.load(meta_ptr + 1).to(tl.uint32)
     w = _word32(i, tl.load(meta_ptr + 2).to(tl.uint32), tl.load(meta_ptr + 3).to(tl.uint32), k0, k1)
     tl.store(out_ptr + i, w.to(tl.int64), mask=i < n)
-
-
-def _chain_uniforms(chains: int, dtype, stream: dict, device):
-    """``PhiloxGenerator.uniform((chains,), dtype)`` at the draw ``stream`` names: the core's
-    generator at that key and counter (its key is its seed's two words)."""
-    from array_api_compat import array_namespace
-
-    from portable_lattice.philox import PhiloxGenerator
-    k0, k1 = (int(v) for v in stream["key"])
-    gen = PhiloxGenerator(array_namespace(torch.empty(0)), k0 | (k1 << 32), device)
-    gen.draws = int(stream["draw"])
-    return gen.uniform((chains,), dtype)
 
 
 def philox_normals(shape: tuple, dtype, stream: dict, device):

@@ -136,6 +136,17 @@ def stream_plan(rng: Any, draws_per_sweep: int) -> dict:
             "normal_constants": KERNEL_CONSTANTS}
 
 
+def uniform_at(rng: Any, draw: int, shape: tuple, dtype: Any) -> Any:
+    """``rng.uniform(shape, dtype)`` at the Philox counter ``draw`` (a draw a fused step has
+    reserved), leaving the generator's counter where it is."""
+    saved = rng.draws
+    rng.draws = draw
+    try:
+        return rng.uniform(shape, dtype)
+    finally:
+        rng.draws = saved
+
+
 def advance_stream(rng: Any, draws: int) -> None:
     """Move the Philox counter past the draws a fused sweep made in registers."""
     rng.draws += draws

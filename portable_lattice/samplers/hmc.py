@@ -8,6 +8,8 @@ kick; one generic routine runs them all.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +168,10 @@ class HMC:
                 # the momenta and the accept uniforms are the stream's next normal and uniform
                 # draws, computed by the kernel itself
                 plan = dict(plan, momenta=fused.stream_plan(rng, 2))
-                plan["accept"] = dict(plan["momenta"], draw=plan["momenta"]["draw"] + 1)
+                draw = plan["momenta"]["draw"] + 1
+                # a kernel that cannot compute the uniforms itself calls the generic draw
+                plan["accept"] = dict(plan["momenta"], draw=draw, uniforms=functools.partial(
+                    fused.uniform_at, rng, draw, (phi.shape[0],), phi.dtype))
                 fused.advance_stream(rng, 2)
                 p = u = None
             else:
