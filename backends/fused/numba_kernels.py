@@ -11,6 +11,8 @@ order (see :mod:`portable_lattice.samplers.fused` for the plan it is given):
   accept/reject. Small chains run their whole trajectory one chain per task (their arrays
   stay in cache); large ones pass by pass over all chains.
 * :func:`philox_normals` - a Philox normal draw (the HMC momenta under Philox).
+* :func:`philox_chain_uniforms` - a Philox uniform draw of one number per chain (HMC's accept
+  uniforms under Philox).
 
 Under the Philox stream the random numbers are computed from the counter a site's element
 has in the generic path's draw; under a native stream they are the generic path's own

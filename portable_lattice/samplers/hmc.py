@@ -9,7 +9,6 @@ kick; one generic routine runs them all.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from typing import Any
 
