@@ -24,10 +24,11 @@ import warnings
 
 from . import __version__
 from .backends import BACKENDS, BackendUnavailableError
-from .runs import NonFiniteFieldError, simulate
-from .runs.simulate import ALGORITHMS, KNOBS, family
+from .runs import NonFiniteFieldError
+from .runs.simulate import run_spec
+from .runs.spec import ALGORITHMS, CARD_KEYS, DEFAULT_MODEL, MODEL_KEYS, RunSpec
 from .statistics import format_value
-from .theories import Clock, EdwardsAnderson, Ising, Phi4, Potts
+from .theories import Phi4
 
 __all__ = ["main", "build_parser"]
 
@@ -36,14 +37,6 @@ REPORTED = {"field": ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binde
             "spins": ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")}
 #: per-step sampler statistics, reported beside the observables where the sampler has them
 SAMPLER = ("acceptance", "changed", "cluster_size")
-
-#: which flags each model takes (beyond the run flags); "dest" names of argparse
-MODEL_FLAGS = {"phi4": {"beta", "g", "kappa", "lam"}, "ising": {"beta", "J", "h"}, "potts": {"beta", "J", "q"},
-               "clock": {"beta", "J", "q"}, "ea": {"beta", "couplings", "couplings_seed"}}
-#: algorithm knob -> argparse dest
-KNOB_FLAGS = {"step": "step", "hits": "hits", "dt": "dt", "n_steps": "n_steps", "traj_length": "traj_length",
-              "integrator": "integrator", "fused": "fused"}
-
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-") if dest not in ("L", "J", "h", "q", "g") else "--" + dest
@@ -72,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"portable_lattice {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     sim = sub.add_parser("simulate", help="sample a lattice theory and print observables with errors")
-    sim.add_argument("--model", default="phi4", choices=sorted(MODEL_FLAGS))
+    sim.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODEL_KEYS))
     par = sim.add_argument_group("phi4: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
     par.add_argument("--beta", type=float, help="phi4: hopping coupling; spins: inverse temperature")
     par.add_argument("--g", type=float)
@@ -86,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     spin.add_argument("--couplings", help="ea: couplings as .npy of shape (d, L, ..., L)")
     spin.add_argument("--couplings-seed", type=int, help="ea: draw J_ij ~ N(0,1) from this seed")
     lat = sim.add_argument_group("lattice")
-    lat.add_argument("--L", type=int, default=16, help="extent in every direction (default 16)")
-    lat.add_argument("--dim", type=int, default=2, help="number of dimensions, 1..4 (default 2)")
+    lat.add_argument("--L", type=int, help=f"extent in every direction (default {RunSpec.L})")
+    lat.add_argument("--dim", type=int, help=f"number of dimensions, 1..4 (default {RunSpec.dim})")
     alg = sim.add_argument_group("sampler (knobs default to the kernel's own defaults)")
     alg.add_argument("--algorithm", default=None,
                      choices=sorted(set(ALGORITHMS["field"]) | set(ALGORITHMS["spins"])),
@@ -103,18 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     alg.add_argument("--fused", action="store_true", default=None,
                      help="checkerboard (phi4, ising) and hmc: one fused kernel per sweep or trajectory, "
                           "bit-identical to the generic path (numba on the CPU: the 'fast' extra)")
-    run = sim.add_argument_group("run")
-    _run_flags(run)
-    run.add_argument("--dtype", default="float64", choices=["float32", "float64"],
-                     help="phi4: the field's dtype; spins: the dtype of energies and observables")
-    run.add_argument("--chains", type=int, default=4, help="independent chains (default 4)")
-    run.add_argument("--therm", type=int, default=500, help="thermalisation steps (default 500)")
-    run.add_argument("--sweeps", type=int, default=1000, help="number of measurements (default 1000)")
-    run.add_argument("--every", type=int, default=1, help="steps between measurements (default 1)")
-    run.add_argument("--stream", default="native", choices=["native", "philox"],
+    run = sim.add_argument_group("run (the defaults are RunSpec's)")
+    run.add_argument("--backend", choices=sorted(BACKENDS), help=f"default {RunSpec.backend}")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: the backend's own)")
+    run.add_argument("--seed", type=int, help=f"default {RunSpec.seed}")
+    run.add_argument("--dtype", choices=["float32", "float64"],
+                     help=f"phi4: the field's dtype; spins: the dtype of energies and observables "
+                          f"(default {RunSpec.dtype})")
+    run.add_argument("--chains", type=int, help=f"independent chains (default {RunSpec.chains})")
+    run.add_argument("--therm", type=int, help=f"thermalisation steps (default {RunSpec.therm})")
+    run.add_argument("--sweeps", type=int, help=f"number of measurements (default {RunSpec.sweeps})")
+    run.add_argument("--every", type=int, help=f"steps between measurements (default {RunSpec.every})")
+    run.add_argument("--stream", choices=["native", "philox"],
                      help="random numbers: the backend's own generator, or Philox4x32-10, the same on every "
-                          "backend (default native)")
-    run.add_argument("--compile", action="store_true",
+                          f"backend (default {RunSpec.stream})")
+    run.add_argument("--compile", action="store_true", default=None,
                      help="phi4 on torch only: fuse the kernels with torch.compile (compiled before timing)")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -318,9 +314,9 @@ def _store_flags(parser) -> None:
     st = parser.add_argument_group("on disk (a production run: resumable, analysable later)")
     st.add_argument("--out", help="write the ensemble (measurements, configurations, checkpoints) to this directory")
     st.add_argument("--save-every", type=int, help="with --out: save a configuration every N measurements "
-                                                   "(default 0: none)")
+                                                   f"(default {RunSpec.save_every}: none)")
     st.add_argument("--checkpoint-every", type=int, help="with --out: commit and checkpoint every N measurements "
-                                                         "(default 100)")
+                                                         f"(default {RunSpec.checkpoint_every})")
 
 
 def _run_flags(group) -> None:
@@ -333,63 +329,9 @@ def _given(args, dests) -> list[str]:
     return [d for d in dests if getattr(args, d, None) is not None]
 
 
-def _theory(args):
-    """The theory named by --model with its couplings; flags of other models are errors."""
-    model = args.model
-    all_model_flags = set().union(*MODEL_FLAGS.values())
-    stray = _given(args, sorted(all_model_flags - MODEL_FLAGS[model]))
-    if stray:
-        raise ValueError(f"{_flag(stray[0])} does not apply to --model {model} "
-                         f"(it takes {', '.join(sorted(_flag(d) for d in MODEL_FLAGS[model]))})")
-    if model == "phi4":
-        bg = args.beta is not None or args.g is not None
-        kl = args.kappa is not None or args.lam is not None
-        if bg and kl:
-            raise ValueError("give either --beta/--g or --kappa/--lam, not both")
-        if kl:
-            if args.kappa is None or args.lam is None:
-                raise ValueError("--kappa and --lam go together")
-            return Phi4.from_kappa_lambda(args.kappa, args.lam)
-        if args.beta is None or args.g is None:
-            raise ValueError("give the couplings: --beta and --g, or --kappa and --lam")
-        return Phi4.from_beta_g(args.beta, args.g)
-    if args.beta is None:
-        raise ValueError(f"--model {model} needs --beta (the inverse temperature)")
-    common = {k: v for k, v in (("J", args.J),) if v is not None}
-    if model == "ising":
-        return Ising(beta=args.beta, h=0.0 if args.h is None else args.h, dim=args.dim, **common)
-    if model in ("potts", "clock"):
-        cls = Potts if model == "potts" else Clock
-        return cls(beta=args.beta, q=3 if args.q is None else args.q, dim=args.dim, **common)
-    if (args.couplings is None) == (args.couplings_seed is None):
-        raise ValueError("--model ea needs exactly one of --couplings PATH or --couplings-seed N")
-    if args.couplings is not None:
-        from .runs.storage import load_couplings
-        return EdwardsAnderson(beta=args.beta, couplings=load_couplings(args.couplings))
-    from .backends import get_backend
-    return EdwardsAnderson.gaussian(args.L, args.dim, args.couplings_seed, beta=args.beta,
-                                    backend=get_backend("numpy"))
-
-
-def _knobs(args, theory) -> dict:
-    fam = family(theory)
-    algorithm = args.algorithm
-    if algorithm is not None and algorithm not in ALGORITHMS[fam]:
-        raise ValueError(f"algorithm={algorithm!r} does not apply to --model {args.model}; "
-                         f"it takes {list(ALGORITHMS[fam])}")
-    from .runs.simulate import DEFAULT_ALGORITHM
-    takes = KNOBS[fam][algorithm or DEFAULT_ALGORITHM[fam]]
-    knobs = {}
-    for knob, dest in KNOB_FLAGS.items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if knob not in takes:
-            raise ValueError(f"{_flag(dest)} does not apply to --model {args.model} with --algorithm "
-                             f"{algorithm or DEFAULT_ALGORITHM[fam]}"
-                             + (f" (it takes {', '.join(_flag(KNOB_FLAGS[k]) for k in takes)})" if takes else ""))
-        knobs[knob] = value
-    return knobs
+def card_from_args(args) -> dict:
+    """The run card the simulate flags say (a flag left out is absent: RunSpec's default applies)."""
+    return {key: getattr(args, key) for key in CARD_KEYS if getattr(args, key, None) is not None}
 
 
 def _finite(x: float):
@@ -431,29 +373,24 @@ def print_table(res, fam: str, out=None) -> None:
 
 
 def _main_simulate(ap, args, prog="portable-lattice simulate") -> int:
-    from .runs.production import StopRequested
     try:
-        theory = _theory(args)
-        knobs = _knobs(args, theory)
-        fam = family(theory)
-        store = {}
-        if args.out is not None:
-            store = {"out": args.out, "save_every": 0 if args.save_every is None else args.save_every,
-                     "checkpoint_every": 100 if args.checkpoint_every is None else args.checkpoint_every}
-        else:
+        if args.out is None:
             stray = _given(args, ("save_every", "checkpoint_every"))
             if stray:
                 raise ValueError(f"{_flag(stray[0])} applies to a run on disk: give --out DIR")
-        if args.compile:
+        spec = RunSpec.from_card(card_from_args(args)).replace(out=args.out)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"{prog}: error: {e}\n")
+    return _run_and_report(ap, spec, args, prog)
+
+
+def _run_and_report(ap, spec: RunSpec, args, prog: str) -> int:
+    from .runs.production import StopRequested
+    try:
+        if spec.compile:
             # compile once outside the timed run, so the reported throughput is the compiled kernel's
-            simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
-                     device=args.device, dtype=args.dtype, chains=args.chains, therm=1, sweeps=2, every=1,
-                     seed=args.seed, compile=True, progress=False, **knobs)
-        res = simulate(theory, L=args.L, dim=args.dim, algorithm=args.algorithm, backend=args.backend,
-                       device=args.device, dtype=args.dtype, chains=args.chains, therm=args.therm,
-                       sweeps=args.sweeps, every=args.every, seed=args.seed, compile=args.compile,
-                       stream=args.stream,
-                       progress=False if args.json and args.progress is None else args.progress, **store, **knobs)
+            run_spec(spec.replace(therm=1, sweeps=2, every=1, out=None), progress=False)
+        res = run_spec(spec, progress=False if args.json and args.progress is None else args.progress)
         status = 0
     except StopRequested as e:
         print(f"{prog}: {e}", file=sys.stderr)
@@ -464,14 +401,10 @@ def _main_simulate(ap, args, prog="portable-lattice simulate") -> int:
         res, status = e.partial, 3
         if res is None or not res.series:
             return status
-        res.meta.update({"backend": args.backend, "device": str(args.device or "default"), "dtype": args.dtype,
-                         "theory": theory.params(), "L": args.L, "dim": args.dim,
-                         "algorithm": args.algorithm or "checkerboard", "knobs": knobs, "chains": args.chains,
-                         "therm": args.therm, "sweeps": res.series["m"].shape[0], "every": args.every,
-                         "seed": args.seed, "compile": args.compile, "version": __version__, "partial": True})
+        res.meta.update(spec.describe(), sweeps=res.series["m"].shape[0], partial=True)
     except (ValueError, TypeError, BackendUnavailableError) as e:
         ap.exit(2, f"{prog}: error: {e}\n")
-    return _report_run(res, fam, args, status)
+    return _report_run(res, spec.family, args, status)
 
 
 def _report_run(res, fam, args, status=0) -> int:
@@ -514,37 +447,15 @@ def _main_pem(ap, args) -> int:
     return 0
 
 
-def _card_argv(card: dict) -> list[str]:
-    """A run card as the simulate command line that says the same thing."""
-    argv = []
-    for key, value in card.items():
-        flag = _flag(key)
-        if isinstance(value, bool):
-            if value:
-                argv.append(flag)
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
 def _main_run(ap, args) -> int:
     from .runs.cards import read_card
     prog = "portable-lattice run"
-    try:
-        card = read_card(args.card)
-    except ValueError as e:
-        ap.exit(2, f"{prog}: error: {e}\n")
     out = args.out or (args.card[:-5] if args.card.endswith(".toml") else args.card) + ".ensemble"
-    argv = ["simulate", *_card_argv(card), "--out", out]
-    if args.json:
-        argv.append("--json")
-    if args.progress is not None:
-        argv.append("--progress" if args.progress else "--no-progress")
     try:
-        sim_args = ap.parse_args(argv)
-    except SystemExit as e:  # argparse already named the flag (the card key with -- and - for _)
-        return int(e.code or 2)
-    return _main_simulate(ap, sim_args, prog)
+        spec = RunSpec.from_card(read_card(args.card)).replace(out=out)
+    except (ValueError, TypeError, BackendUnavailableError) as e:
+        ap.exit(2, f"{prog}: error: {e}\n")
+    return _run_and_report(ap, spec, args, prog)
 
 
 def _main_resume(ap, args) -> int:
@@ -562,7 +473,7 @@ def _main_resume(ap, args) -> int:
         return e.status
     except (ValueError, TypeError, BackendUnavailableError, StoreError) as e:
         ap.exit(2, f"{prog}: error: {e}\n")
-    return _report_run(res, "field" if res.meta["theory"]["name"] == "phi4" else "spins", args)
+    return _report_run(res, res.meta["family"], args)
 
 
 def _main_analyse(ap, args) -> int:

@@ -39,7 +39,7 @@ def test_table_output(capsys):
     (["--beta", "0.3", "--g", "0.1", "--algorithm", "langevin", "--dt", "0"], "dt=0"),
     (["--beta", "0.3", "--g", "0.1", "--device", "cuda:7"], "cuda:7"),
     (["--beta", "0.3", "--g", "0.1", "--kappa", "0.2"], "not both"),
-    (["--beta", "0.3"], "--g"),
+    (["--beta", "0.3"], "beta and g"),
 ])
 def test_bad_input_exits_2_with_named_parameter(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -82,7 +82,7 @@ def test_ea_couplings_file(tmp_path, capsys):
     (["--model", "potts", "--q", "1", "--beta", "1"], "q=1"),
     (["--model", "ising", "--beta", "-1"], "beta=-1"),
     (["--model", "ising", "--beta", "0.4", "--algorithm", "hmc"], "algorithm='hmc'"),
-    (["--model", "ea", "--beta", "0.4"], "--couplings"),
+    (["--model", "ea", "--beta", "0.4"], "exactly one of couplings"),
     (["--model", "ising", "--beta", "0.4", "--algorithm", "swendsen-wang", "--h", "0.1"], "zero field"),
 ])
 def test_spin_bad_input(args, message, capsys):
@@ -152,13 +152,13 @@ def test_mcrg_reads_npy_and_npz(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     # knobs of other algorithms or models are errors, never silently ignored
-    (["--model", "ising", "--beta", "0.4", "--L", "8", "--algorithm", "checkerboard", "--hits", "5"], "--hits"),
-    (["--model", "ising", "--beta", "0.4", "--g", "0.3"], "--g"),
-    (["--model", "ising", "--beta", "0.4", "--kappa", "0.3"], "--kappa"),
-    (["--model", "ising", "--beta", "0.4", "--q", "3"], "--q"),
-    (["--model", "ising", "--beta", "0.4", "--couplings", "nope.npy"], "--couplings"),
+    (["--model", "ising", "--beta", "0.4", "--L", "8", "--algorithm", "checkerboard", "--hits", "5"], "hits does not apply"),
+    (["--model", "ising", "--beta", "0.4", "--g", "0.3"], "g does not apply"),
+    (["--model", "ising", "--beta", "0.4", "--kappa", "0.3"], "kappa does not apply"),
+    (["--model", "ising", "--beta", "0.4", "--q", "3"], "q does not apply"),
+    (["--model", "ising", "--beta", "0.4", "--couplings", "nope.npy"], "couplings does not apply"),
     (["--model", "ising", "--beta", "0.4", "--compile"], "compile"),
-    (["--beta", "0.5", "--g", "0.1", "--algorithm", "hmc", "--step", "-3"], "--step"),
+    (["--beta", "0.5", "--g", "0.1", "--algorithm", "hmc", "--step", "-3"], "step does not apply"),
     (["--beta", "0.5", "--g", "0.1", "--dim", "5"], "dim=5"),
     (["--model", "potts", "--beta", "1", "--q", "128"], "q=128"),
     (["--beta", "0.5", "--g", "0.1", "--L", "100000", "--chains", "1000"], "GiB"),

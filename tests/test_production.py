@@ -359,7 +359,7 @@ GOOD_CARD = 'model = "phi4"\nbeta = 0.5\ng = 0.1\nL = 4\nalgorithm = "hmc"\nchai
     ('beta = 0.5\ng = 0.1\nL = 0\n', ["L=0"]),
     ('beta = 0.5\ng = 0.1\nchains = 0\n', ["chains=0"]),
     ('beta = 0.5\ng = 0.1\nstep = -1.0\n', ["step=-1"]),
-    ('beta = 0.5\ng = 0.1\nalgorithm = "hmc"\nstep = 1.0\n', ["--step does not apply"]),
+    ('beta = 0.5\ng = 0.1\nalgorithm = "hmc"\nstep = 1.0\n', ["step does not apply to algorithm='hmc'"]),
     ('model = "ising"\nbeta = 0.4\nalgorithm = "hmc"\n', ["algorithm='hmc' does not apply"]),
     ('beta = 0.5\ng = 0.1\nL = 4\nsave_every = -1\n', ["save_every"]),
     ('beta = 0.5\ng = 0.1\nL = 4\ncheckpoint_every = 0\n', ["checkpoint_every"]),

@@ -22,7 +22,7 @@ from ..observables import ensemble_phi4, ensemble_spins
 from ..statistics import Estimate, autocorrelation, format_value
 from .cards import theory_from_card
 from .driver import FrozenChainWarning
-from .simulate import _with_info_series, family
+from .spec import KNOB_TYPES, family, with_sampler_series
 from .storage import EnsembleStore
 
 __all__ = ["analyse_store", "analyse_series", "print_analysis", "autocorrelation", "check_discard",
@@ -61,7 +61,7 @@ def analyse_series(series: dict, card: dict, couplings: Any = None) -> dict[str,
         out = ensemble_phi4(series, volume, L)
     else:
         out = ensemble_spins(series, volume, theory)
-    out = _with_info_series(out, series)
+    out = with_sampler_series(out, series)
     acc = series.get("acceptance")
     if acc is not None and not bool((acc > 0).any()):
         # the driver's rule: a chain that never moved has no honest error
@@ -146,7 +146,7 @@ def print_analysis(out: dict, file=None) -> None:
     c = out["card"]
     model = c.get("model", "phi4")
     couplings = ", ".join(f"{k}={c[k]}" for k in ("beta", "g", "kappa", "lam", "J", "h", "q") if k in c)
-    knobs = ", ".join(f"{k}={c[k]}" for k in ("step", "hits", "dt", "n_steps", "traj_length", "integrator") if k in c)
+    knobs = ", ".join(f"{k}={c[k]}" for k in KNOB_TYPES if k in c)
     f.write(f"{out['path']}: {model} ({couplings}) L={c['L']} d={c.get('dim', 2)} | {c['algorithm']}"
             f"{' (' + knobs + ')' if knobs else ''} | {c.get('backend')} on {c.get('device')}, {c.get('dtype')} | "
             f"seed {c.get('seed')}\n")

@@ -51,15 +51,13 @@ import time
 import warnings
 from typing import Any
 
-from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card, knobs_from_card, theory_from_card
+from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card
+from .spec import MODEL_KEYS, RunSpec
 
 __all__ = ["parse_sets", "scan", "print_scan", "grid_points", "point_card", "point_name", "task_seed",
            "thread_budget", "set_threads", "available_cores", "run_point", "SchedulerUnreachable",
            "DistributedUnavailable"]
 
-#: what ``portable-lattice simulate`` (and so a run card) assumes for a key the card leaves out
-DEFAULTS = {"L": 16, "dim": 2, "backend": "numpy", "device": None, "dtype": "float64", "chains": 4, "therm": 500,
-            "sweeps": 1000, "every": 1, "seed": 0, "compile": False, "save_every": 0, "checkpoint_every": 100}
 #: observables shown in the table and the plot, per theory family, when present
 MAIN_OBSERVABLES = {"field": ("m_abs", "chi", "binder", "action", "acceptance"),
                     "spins": ("energy", "m_abs", "chi", "binder", "acceptance")}
@@ -156,8 +154,7 @@ def parse_sets(specs: list[str]) -> dict[str, list]:
                 values = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values]
         for v in values:
             try:
-                check_card({key: v} if key not in ("beta", "g", "kappa", "lam", "J", "h", "q", "couplings",
-                                                   "couplings_seed") else {"model": _model_of(key), key: v})
+                check_card({"model": _model_of(key), key: v} if _model_of(key) else {key: v})
             except ValueError as e:
                 raise ValueError(f"--set {spec!r}: {str(e).removeprefix('card: ')}") from None
         seen = set()
@@ -169,9 +166,9 @@ def parse_sets(specs: list[str]) -> dict[str, list]:
     return grid
 
 
-def _model_of(key: str) -> str:
-    from .cards import MODEL_KEYS
-    return next(m for m, keys in MODEL_KEYS.items() if key in keys)
+def _model_of(key: str) -> str | None:
+    """A model that takes the coupling ``key`` (None for a key that is not a coupling)."""
+    return next((m for m, keys in MODEL_KEYS.items() if key in keys), None)
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -204,24 +201,19 @@ def task_seed(seed: int, index: int) -> int:
 def point_card(card: dict, params: dict, index: int) -> dict:
     """The run card of one grid point: the base card with the point's keys and the task's seed."""
     pc = dict(card, **params)
-    pc["seed"] = task_seed(pc.get("seed", DEFAULTS["seed"]), index)
+    pc["seed"] = task_seed(pc.get("seed", RunSpec.seed), index)
     if isinstance(pc.get("couplings"), str):
         pc["couplings"] = os.path.abspath(pc["couplings"])  # workers may run elsewhere
     return pc
 
 
-def _check_point(pc: dict, name: str) -> None:
+def _check_point(pc: dict, name: str) -> RunSpec:
     """The checks a run makes before any work, without allocating a lattice (the client may be small)."""
-    from .._checks import as_int, choice, run_sizes
-    from .simulate import DEFAULT_ALGORITHM, _check_knobs, family
     check_card(pc, source=f"grid point {name}")
-    theory = theory_from_card(pc)
-    run_sizes(**{k: as_int(pc.get(k, DEFAULTS[k])) for k in ("L", "dim", "chains", "therm", "sweeps", "every")})
-    if pc.get("dim", 2) > 4:
-        raise ValueError(f"grid point {name}: dim must be 1..4, got dim={pc['dim']}")
-    choice("dtype", pc.get("dtype", DEFAULTS["dtype"]), ("float32", "float64"))
-    fam = family(theory)
-    _check_knobs(theory, pc.get("algorithm") or DEFAULT_ALGORITHM[fam], knobs_from_card(pc))
+    try:
+        return RunSpec.from_card(pc)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"grid point {name}: {e}") from e
 
 
 # --- threads ----------------------------------------------------------------------------------
@@ -306,19 +298,8 @@ def _estimates(obs: dict) -> dict:
 
 def _prepare(pc: dict):
     """The point's prepared run (validated kernel, generator, start) and its resolved card."""
-    from .production import card_of
-    from .simulate import prepare_run
-    theory = theory_from_card(pc)
-    prep = prepare_run(theory, L=pc.get("L", DEFAULTS["L"]), dim=pc.get("dim", DEFAULTS["dim"]),
-                       algorithm=pc.get("algorithm"), backend=pc.get("backend", DEFAULTS["backend"]),
-                       device=pc.get("device"), dtype=pc.get("dtype", DEFAULTS["dtype"]),
-                       chains=pc.get("chains", DEFAULTS["chains"]), therm=pc.get("therm", DEFAULTS["therm"]),
-                       sweeps=pc.get("sweeps", DEFAULTS["sweeps"]), every=pc.get("every", DEFAULTS["every"]),
-                       seed=pc["seed"], compile=pc.get("compile", False), stream=pc.get("stream", "native"),
-                       **knobs_from_card(pc))
-    resolved = card_of(prep, pc.get("save_every", DEFAULTS["save_every"]),
-                       pc.get("checkpoint_every", DEFAULTS["checkpoint_every"]))
-    return prep, resolved
+    prep = RunSpec.from_card(pc).prepare()
+    return prep, prep.card()
 
 
 def _clear_uncommitted(path: str) -> None:

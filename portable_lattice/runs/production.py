@@ -28,9 +28,9 @@ from array_api_compat import array_namespace
 
 from .._checks import nonnegative_int, positive_int
 from ..samplers import FieldState, SpinState
-from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, physics_hash, theory_from_card
+from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, check_card, physics_hash
 from .driver import NonFiniteFieldError, RunResult, measurement
-from .simulate import PreparedRun, _compiled, family, prepare_run
+from .spec import RUN_KEYS, PreparedRun, RunSpec, device_spec, family
 from .storage import EnsembleStore
 
 __all__ = ["run_to_store", "resume", "card_of", "StopRequested"]
@@ -70,25 +70,9 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _device_spec(be) -> str:
-    """The backend's device as ``get_backend`` takes it back ("cpu", "cuda:0"): str() of a cupy
-    or array_api_strict device ("<CUDA Device 0>", "array_api_strict.Device('CPU_DEVICE')") is not."""
-    if be.name == "cupy":
-        return f"cuda:{be.device.id}"
-    if be.name == "array_api_strict":
-        return "cpu"
-    return str(be.device)
-
-
 def card_of(prep: PreparedRun, save_every: int, checkpoint_every: int) -> dict:
     """The resolved run card of a prepared run (what the store records)."""
-    m = prep.meta
-    card = dict(card_from_theory(prep.theory), L=m["L"], dim=m["dim"], algorithm=m["algorithm"],
-                backend=m["backend"], device=_device_spec(prep.backend), dtype=m["dtype"], chains=m["chains"],
-                therm=m["therm"], sweeps=m["sweeps"], every=m["every"], seed=m["seed"], compile=m["compile"],
-                save_every=save_every, checkpoint_every=checkpoint_every, stream=m["stream"])
-    card.update(m["knobs"])
-    return card
+    return dict(prep.card(), save_every=save_every, checkpoint_every=checkpoint_every)
 
 
 def _versions() -> dict:
@@ -155,11 +139,11 @@ def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, sav
     def commit(finished: bool):
         store.commit({"n_meas": counters["n_meas"], "n_saved": counters["n_saved"],
                       "steps": counters["steps"], "therm_done": counters["therm_done"], "finished": finished,
-                      "backend": be.name, "device": _device_spec(be)},
+                      "backend": be.name, "device": device_spec(be)},
                      {"state": _state_to_host(state, be), "rng": rng.get_state(), "counters": dict(counters)})
 
     t0 = time.perf_counter()
-    with _Signals() as sig, _compiled(prep.compile):
+    with _Signals() as sig, prep.compiled():
         if not counters["therm_done"]:
             for _ in range(prep.therm):
                 state, _ = kernel.step(state, rng)
@@ -229,7 +213,7 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
     # commit 0: the start, so that a run killed during thermalisation restarts from it
     store.commit({"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False, "finished": False,
-                  "backend": prep.backend.name, "device": _device_spec(prep.backend)},
+                  "backend": prep.backend.name, "device": device_spec(prep.backend)},
                  {"state": _state_to_host(state, prep.backend), "rng": prep.rng.get_state(), "counters": counters})
     return _loop(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
                  progress=progress)
@@ -239,19 +223,10 @@ def _resolve_card(card: dict, couplings: Any = None) -> dict:
     """A card as the store would record it: the keys it leaves out take simulate's defaults, the
     theory's and the algorithm's included (so the card that made a run agrees with its store).
     Edwards-Anderson couplings are the store's (compared by the store, not by the card)."""
-    import inspect
-
-    from .cards import check_card, knobs_from_card
-    from .simulate import DEFAULT_ALGORITHM, _check_knobs, simulate
-    card = check_card(card)
-    defaults = {k: p.default for k, p in inspect.signature(simulate).parameters.items()
-                if p.default is not inspect.Parameter.empty and p.default is not None}
-    theory = theory_from_card(card, couplings=couplings)
-    algorithm = card.get("algorithm") or DEFAULT_ALGORITHM[family(theory)]
-    out = {k: v for k, v in defaults.items() if k in PHYSICS_KEYS}
+    spec = RunSpec.from_card(check_card(card), couplings=couplings)
+    out = {k: getattr(spec, k) for k in RUN_KEYS if k in PHYSICS_KEYS}
     out.update({k: v for k, v in card.items() if k not in ("couplings", "couplings_seed")})
-    out.update(card_from_theory(theory), algorithm=algorithm,
-               **_check_knobs(theory, algorithm, knobs_from_card(card)))  # checked, with their defaults
+    out.update(card_from_theory(spec.theory), algorithm=spec.algorithm, **spec.knobs)
     return out
 
 
@@ -287,22 +262,21 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     from ..backends import get_backend
     be = get_backend(new["backend"], None if new.get("device") in (None, "cpu", "CPU_DEVICE") else new["device"])
     # compared as resolved ("cuda" is "cuda:0"), in the form the card stores
-    new.update(backend=be.name, device=_device_spec(be))
+    new.update(backend=be.name, device=device_spec(be))
     moved = [k for k in PLACEMENT_KEYS if str(new[k]) != str(placed[k])]
     if moved and not allow_backend_change:
         k = moved[0]
         raise ValueError(f"resume refuses a changed {k}: stored {k} = {placed[k]!r}, new {k} = {new[k]!r}; "
                          f"pass --allow-backend-change to continue there (statistically equal, not bit-identical)")
-    if new["sweeps"] < store.n_meas:
-        raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
-                         f"sweeps={new['sweeps']}")
     couplings = store.couplings()
-    theory = theory_from_card(new, couplings=None if couplings is None else be.from_numpy(couplings))
-    knobs = {k: new[k] for k in ("step", "hits", "dt", "n_steps", "traj_length", "integrator") if k in new}
-    prep = prepare_run(theory, L=new["L"], dim=new["dim"], algorithm=new["algorithm"], backend=be,
-                       dtype=new["dtype"], chains=new["chains"], therm=new["therm"], sweeps=new["sweeps"],
-                       every=new["every"], seed=new["seed"], compile=new.get("compile", False),
-                       stream=new.get("stream", "native"), **knobs)
+    # validated as a whole before the store is touched: a bad value never reaches the stored card
+    spec = RunSpec.from_card({k: v for k, v in new.items() if k not in PLACEMENT_KEYS}, backend=be,
+                             couplings=None if couplings is None else be.from_numpy(couplings))
+    if spec.sweeps < store.n_meas:
+        raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
+                         f"sweeps={spec.sweeps}")
+    prep = spec.replace(backend=be).prepare()
+    theory = prep.theory
     cp = store.checkpoint()
     state = _state_from_host(cp["state"], be, family(theory) == "spins")
     state = prep.kernel.init(state.config) if moved else state  # caches rebuilt on the new device
@@ -317,5 +291,5 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     if new != stored:
         store.group.attrs["card"] = new
     counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
-    return _loop(prep, store, state, counters, save_every=new["save_every"],
-                 checkpoint_every=new["checkpoint_every"], progress=progress)
+    return _loop(prep, store, state, counters, save_every=spec.save_every,
+                 checkpoint_every=spec.checkpoint_every, progress=progress)

@@ -23,7 +23,7 @@ from ..observables import ensemble_spins, fss_exponent, measure_spins
 from ..rg.upscaling import CONVENTIONS, n_parameters, random_spins, upscale
 from ..statistics import new_ensemble_id
 from ..theories import Ising
-from .simulate import _host_memory
+from .spec import host_memory
 
 __all__ = ["generate_and_analyse"]
 
@@ -64,7 +64,7 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
         if start.shape[0] < configs:
             raise ValueError(f"configs={configs} exceeds the {start.shape[0]} stored configurations")
     L = L0 * 2 ** levels
-    have = _host_memory()
+    have = host_memory()
     need = min(batch, configs) * L * L * 8 * 4
     if have is not None and need > have:
         raise ValueError(f"upscaling to L={L} in batches of {min(batch, configs)} needs about "
