@@ -1,5 +1,6 @@
 """Inverse-RG upscaling (Eq. 9 of [IRG]): the kernel, the field against SciPy, wrapping on small tori,
 every backend the same, and the Bernoulli draws against their probabilities."""
+import json
 import math
 import warnings
 
@@ -149,3 +150,29 @@ def test_native_field_equals_the_generic_twin(backend, k):
         a = backend.to_numpy(upscale_field(mu, w, k))
         b = backend.to_numpy(upscale_field_generic(mu, w, k))
         np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_degenerate_model_gives_nan_exponents_and_a_warning(capsys):
+    """Spins that never fluctuate (all ties broken one way) have chi or c_me = 0 at a size:
+    the exponent is NaN with a warning, never a ZeroDivisionError."""
+    import math
+
+    from portable_lattice.cli import main
+    assert main(["upscale", "--k", "7", "--weights", ",".join(["0.1"] * 10), "--levels", "4", "--configs", "64",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    pairs = out["exponents"] if "exponents" in out else out
+    assert "no fluctuations" in captured.err
+    assert any(v is None or (isinstance(v, float) and math.isnan(v)) for v in _values(pairs))
+
+
+def _values(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _values(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _values(v)
+    else:
+        yield obj

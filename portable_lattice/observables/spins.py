@@ -15,6 +15,7 @@ Ensemble quantities, with blocked-jackknife errors:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from array_api_compat import array_namespace, device
@@ -67,7 +68,19 @@ def fss_exponent(large: Estimate, small: Estimate, ratio: float = 4.0) -> Estima
 
     gamma/nu from chi and 1/nu from c_me with (L, L/4), as in Table II of [IRG].
     """
-    return combine(lambda a, b: math.log(a / b) / math.log(ratio), large, small)
+    if not (large.value > 0 and small.value > 0):
+        # a model whose observable does not fluctuate (chi = 0 for frozen spins) has no exponent
+        warnings.warn(f"fss_exponent: the observable must be positive at both sizes, got {large.value!r} and "
+                      f"{small.value!r} (no fluctuations?): the exponent is NaN", DegenerateObservableWarning,
+                      stacklevel=2)
+
+    def exponent(a, b):
+        return math.log(a / b) / math.log(ratio) if a > 0 and b > 0 else float("nan")
+    return combine(exponent, large, small)
+
+
+class DegenerateObservableWarning(RuntimeWarning):
+    """An observable that does not fluctuate, so that a quantity derived from it is undefined (NaN)."""
 
 
 def magnetisation_histogram(m: Any, L: int, bins: int = 41, beta_over_nu: float = 0.125,
