@@ -28,15 +28,15 @@ from .runs import NonFiniteFieldError
 from .runs.simulate import run_spec
 from .runs.spec import ALGORITHMS, CARD_KEYS, DEFAULT_MODEL, MODEL_KEYS, RunSpec
 from .statistics import format_value
-from .theories import Phi4
+from .samplers.base import INFO_SERIES
+from .theories import FAMILIES, Phi4
 
 __all__ = ["main", "build_parser"]
 
-#: observables printed and written per theory family, in this order
-REPORTED = {"field": ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action", "exp_minus_dh"),
-            "spins": ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")}
+#: observables printed and written per theory family, in this order (the family's own list)
+REPORTED = {name: fam.reported for name, fam in FAMILIES.items()}
 #: per-step sampler statistics, reported beside the observables where the sampler has them
-SAMPLER = ("acceptance", "changed", "cluster_size")
+SAMPLER = INFO_SERIES
 
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-") if dest not in ("L", "J", "h", "q", "g") else "--" + dest

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import positive_int
+from ..theories.base import family_of
 
 __all__ = ["EnumeratedExact", "enumerate_theory", "MAX_CONFIGURATIONS"]
 
@@ -37,7 +38,7 @@ class EnumeratedExact:
 
 
 def _states(theory) -> tuple:
-    if not hasattr(theory, "state_values"):
+    if not family_of(theory).discrete:
         raise TypeError(f"enumeration needs a spin theory with a finite set of states, got {type(theory).__name__}")
     return tuple(theory.state_values())
 

@@ -22,18 +22,14 @@ from ..observables import ensemble_phi4, ensemble_spins
 from ..statistics import Estimate, autocorrelation, format_value
 from .cards import theory_from_card
 from .driver import FrozenChainWarning
-from .spec import KNOB_TYPES, family, with_sampler_series
+from ..samplers.base import INFO_SERIES as SAMPLER_SERIES
+from ..theories import family_of
+from .spec import KNOB_TYPES, family_of_card, with_sampler_series
 from .storage import EnsembleStore
 
 __all__ = ["analyse_store", "analyse_series", "print_analysis", "autocorrelation", "check_discard",
-           "OBSERVABLE_ORDER", "SAMPLER_SERIES"]
+           "SAMPLER_SERIES"]
 
-#: the order observables are reported in (as ``simulate`` prints them); others follow
-OBSERVABLE_ORDER = {"field": ("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action",
-                              "g_p1", "exp_minus_dh"),
-                    "spins": ("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me")}
-#: per-step sampler statistics, reported apart from the physics
-SAMPLER_SERIES = ("acceptance", "changed", "cluster_size")
 
 
 def check_discard(discard: Any, n_meas: int) -> int:
@@ -57,10 +53,10 @@ def analyse_series(series: dict, card: dict, couplings: Any = None) -> dict[str,
     theory = theory_from_card(card, couplings=couplings)
     L, dim = card["L"], card.get("dim", 2)
     volume = L ** dim
-    if family(theory) == "field":
-        out = ensemble_phi4(series, volume, L)
-    else:
+    if family_of(theory).discrete:
         out = ensemble_spins(series, volume, theory)
+    else:
+        out = ensemble_phi4(series, volume, L)
     out = with_sampler_series(out, series)
     acc = series.get("acceptance")
     if acc is not None and not bool((acc > 0).any()):
@@ -81,8 +77,9 @@ def _estimate_json(e: Estimate) -> dict:
             "tau_int_error": _finite(e.tau_int_error), "rhat": _finite(e.rhat), "n": int(e.n)}
 
 
-def _ordered(names, fam: str) -> list[str]:
-    first = [n for n in OBSERVABLE_ORDER[fam] if n in names]
+def _ordered(names, fam) -> list[str]:
+    """The family's reported observables in their order, then the others (as ``simulate`` prints them)."""
+    first = [n for n in fam.reported if n in names]
     return first + sorted(n for n in names if n not in first)
 
 
@@ -119,13 +116,13 @@ def analyse_store(path: str, discard: int = 0) -> dict:
     card = store.card
     series = {name: s[discard:] for name, s in store.series().items()}
     estimates = analyse_series(series, card, store.couplings())
-    fam = "field" if card.get("model", "phi4") == "phi4" else "spins"
+    fam = family_of_card(card)
     names = _ordered([n for n in estimates if n not in SAMPLER_SERIES], fam)
     chains = next(iter(series.values())).shape[1]
     return {"path": str(path), "card": card, "physics_hash": store.physics_hash,
             "versions": dict(store.group.attrs.get("versions", {})),
             "n_meas": n_meas, "n_saved": store.n_saved, "finished": bool(store.commit_record.get("finished", False)),
-            "discard": discard, "analysed": n_meas - discard, "chains": int(chains), "family": fam,
+            "discard": discard, "analysed": n_meas - discard, "chains": int(chains), "family": fam.name,
             "observables": {n: _estimate_json(estimates[n]) for n in names},
             "sampler": {n: _estimate_json(estimates[n]) for n in SAMPLER_SERIES if n in estimates}}
 

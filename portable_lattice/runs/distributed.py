@@ -52,15 +52,13 @@ import warnings
 from typing import Any
 
 from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card
-from .spec import MODEL_KEYS, RunSpec
+from ..theories.base import FAMILIES
+from .spec import MODEL_KEYS, RunSpec, family_of_card
 
 __all__ = ["parse_sets", "scan", "print_scan", "grid_points", "point_card", "point_name", "task_seed",
            "thread_budget", "set_threads", "available_cores", "run_point", "SchedulerUnreachable",
            "DistributedUnavailable"]
 
-#: observables shown in the table and the plot, per theory family, when present
-MAIN_OBSERVABLES = {"field": ("m_abs", "chi", "binder", "action", "acceptance"),
-                    "spins": ("energy", "m_abs", "chi", "binder", "acceptance")}
 SUMMARY = "scan.json"
 PLOT = "scan.png"
 #: seconds to wait for a scheduler given by address before giving up
@@ -539,7 +537,8 @@ def _scan(kind, arg, scheduler, client, grid, points, names, cards, out, threads
     summary_points = []
     for i, (p, name) in enumerate(zip(points, names)):
         res = results[i] or {"status": "failed", "error": "not run: the scan stopped before this point"}
-        entry = {"params": p, "dir": os.path.join(out, name), "status": res["status"]}
+        entry = {"params": p, "dir": os.path.join(out, name), "status": res["status"],
+                 "family": family_of_card(cards[i]).name}
         if res.get("error"):
             entry["error"] = res["error"]
         entry["observables"] = res.get("observables", {})
@@ -615,8 +614,9 @@ def _gather(distributed, client, cards, paths, threads, results, note) -> None:
 # --- reporting --------------------------------------------------------------------------------
 def _main_names(points: list[dict]) -> list[str]:
     have = set().union(*(set(p.get("observables", {})) for p in points)) if points else set()
-    fam = "field" if "action" in have else "spins"
-    return [n for n in MAIN_OBSERVABLES[fam] if n in have]
+    names = [n for fam in FAMILIES.values() if any(p.get("family") == fam.name for p in points)
+             for n in fam.summary if n in have]
+    return list(dict.fromkeys(names))
 
 
 def _plot(summary: dict, path: str) -> str | None:

@@ -18,6 +18,7 @@ import warnings
 
 from .._checks import nonnegative_int, positive_int
 from ..lattice import lattice_axes, volume as volume_of
+from ..samplers.base import INFO_SERIES  # recorded as series, each averaged over the ``every`` steps
 from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
 
 __all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning"]
@@ -93,8 +94,6 @@ def _default_to_host(x):
     return backend_of(x).to_numpy(x)
 
 
-#: per-step Info fields recorded as series (each averaged over the ``every`` steps between measurements)
-INFO_SERIES = ("acceptance", "changed", "cluster_size")
 
 
 def measurement(kernel, state, rng, every: int, measure: Callable[[Any], dict]) -> tuple[Any, dict]:

@@ -26,6 +26,7 @@ from array_api_compat import array_namespace
 
 from ..statistics import UnreliableErrorWarning, format_value, gamma_method
 from .analysis import autocorrelation
+from .spec import family_of_card
 from .storage import EnsembleStore
 
 __all__ = ["plot_store", "MAX_CHAINS_SHOWN", "MatplotlibMissing"]
@@ -57,8 +58,8 @@ def _figure_class():
     return Figure
 
 
-def _label(name: str, fam: str) -> str:
-    return (SPIN_LABELS.get(name) if fam == "spins" else None) or LABELS.get(name, name)
+def _label(name: str, fam) -> str:
+    return (SPIN_LABELS.get(name) if fam.discrete else None) or LABELS.get(name, name)
 
 
 def _title(card: dict) -> str:
@@ -99,8 +100,8 @@ def plot_store(path: str, out_dir: str | None = None) -> list[str]:
         raise ValueError(f"{path!r} holds no committed measurements yet: nothing to plot")
     card = store.card
     series = store.series()
-    fam = "field" if card.get("model", "phi4") == "phi4" else "spins"
-    main = [n for n in (("m", "m_abs", "action") if fam == "field" else ("m", "m_abs", "energy")) if n in series]
+    fam = family_of_card(card)
+    main = [n for n in fam.histories if n in series]
     out_dir = out_dir or os.path.join(path, "plots")
     os.makedirs(out_dir, exist_ok=True)
     title = _title(card)
@@ -120,7 +121,7 @@ def plot_store(path: str, out_dir: str | None = None) -> list[str]:
     return written
 
 
-def _histories(Figure, series: dict, names: list, card: dict, fam: str, title: str):
+def _histories(Figure, series: dict, names: list, card: dict, fam, title: str):
     chains = next(iter(series.values())).shape[1]
     shown = min(chains, MAX_CHAINS_SHOWN)
     fig = Figure(figsize=(10, 2.6 * len(names) + 0.8), layout="constrained")
@@ -140,7 +141,7 @@ def _histories(Figure, series: dict, names: list, card: dict, fam: str, title: s
     return fig
 
 
-def _autocorrelations(Figure, series: dict, names: list, card: dict, fam: str, title: str):
+def _autocorrelations(Figure, series: dict, names: list, card: dict, fam, title: str):
     fig = Figure(figsize=(10, 2.6 * len(names) + 0.8), layout="constrained")
     axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
     for ax, name in zip(axes, names):
@@ -164,7 +165,7 @@ def _autocorrelations(Figure, series: dict, names: list, card: dict, fam: str, t
     return fig
 
 
-def _histograms(Figure, series: dict, names: list, fam: str, title: str):
+def _histograms(Figure, series: dict, names: list, fam, title: str):
     fig = Figure(figsize=(5 * len(names), 4.2), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0, :]
     for ax, name in zip(axes, names):

@@ -27,10 +27,9 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import nonnegative_int, positive_int
-from ..samplers import FieldState, SpinState
 from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, check_card, physics_hash
 from .driver import NonFiniteFieldError, RunResult, measurement
-from .spec import RUN_KEYS, PreparedRun, RunSpec, device_spec, family
+from .spec import RUN_KEYS, PreparedRun, RunSpec, device_spec, state_type
 from .storage import EnsembleStore
 
 __all__ = ["run_to_store", "resume", "card_of", "StopRequested"]
@@ -90,8 +89,7 @@ def _state_to_host(state, be) -> dict:
             for f in dataclass_fields(state)}
 
 
-def _state_from_host(arrays: dict, be, spins: bool):
-    cls = SpinState if spins else FieldState
+def _state_from_host(arrays: dict, be, cls: type):
     return cls(**{k: (None if v is None else be.from_numpy(v)) for k, v in arrays.items()})
 
 
@@ -206,7 +204,7 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     card = card_of(prep, save_every, checkpoint_every)
     couplings = getattr(prep.theory, "couplings", None)
     config_shape = (prep.meta["chains"],) + (prep.meta["L"],) * prep.meta["dim"]
-    config_dtype = "int8" if family(prep.theory) == "spins" else prep.meta["dtype"]
+    config_dtype = prep.theory.family.config_dtype(prep.meta["dtype"])
     store = EnsembleStore.create(out, card, physics_hash(card), _versions(), config_shape, config_dtype,
                                  None if couplings is None else prep.backend.to_numpy(couplings))
     state = prep.kernel.init(prep.start)
@@ -278,7 +276,7 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     prep = spec.replace(backend=be).prepare()
     theory = prep.theory
     cp = store.checkpoint()
-    state = _state_from_host(cp["state"], be, family(theory) == "spins")
+    state = _state_from_host(cp["state"], be, state_type(theory))
     state = prep.kernel.init(state.config) if moved else state  # caches rebuilt on the new device
     if moved:
         import hashlib

@@ -25,20 +25,17 @@ from typing import Any, Callable, Mapping
 from .._checks import as_int, choice, nonnegative_int, positive_float, positive_int, run_sizes
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
-from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts
+from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
            "MODEL_KEYS", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
-           "knob_defaults", "check_knobs", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory"]
+           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory"]
 
 
 def family(theory: Any) -> str:
-    """"field" (phi^4) or "spins" (Ising, Edwards-Anderson, Potts, clock)."""
-    if hasattr(theory, "check_spins"):
-        return "spins"
-    if hasattr(theory, "local_delta_action"):
-        return "field"
-    raise TypeError(f"theory must be a portable_lattice theory (Phi4, Ising, Potts, ...), got {type(theory).__name__}")
+    """The name of the theory's family ("field": phi^4; "spins": Ising, Edwards-Anderson, Potts,
+    clock), the key of the tables below; the family itself is ``theory.family``."""
+    return family_of(theory).name
 
 
 # --- knobs and algorithms -----------------------------------------------------------------------
@@ -145,6 +142,8 @@ def make_kernel(theory: Any, algorithm: str | None = None, *, dtype: str = "floa
 MODEL_KEYS = {"phi4": ("beta", "g", "kappa", "lam"), "ising": ("beta", "J", "h"), "potts": ("beta", "J", "q"),
               "clock": ("beta", "J", "q"), "ea": ("beta", "couplings", "couplings_seed")}
 MODELS = tuple(MODEL_KEYS)
+#: the theory class of each model (its family is the class's)
+MODEL_CLASSES = {"phi4": Phi4, "ising": Ising, "potts": Potts, "clock": Clock, "ea": EdwardsAnderson}
 DEFAULT_MODEL = "phi4"
 _COUPLING_TYPES = {"couplings": str, "q": int, "couplings_seed": int}
 
@@ -191,6 +190,12 @@ def theory_from_card(card: Mapping, couplings: Any = None, backend: Any = None):
         backend = get_backend("numpy")
     return EdwardsAnderson.gaussian(c.get("L", _DEFAULTS["L"]), dim, c["couplings_seed"], beta=c["beta"],
                                     backend=backend)
+
+
+def family_of_card(card: Mapping):
+    """The family of the model a card names (no theory built: a stored Edwards-Anderson card has
+    its couplings beside it)."""
+    return MODEL_CLASSES[card.get("model", DEFAULT_MODEL)].family
 
 
 def card_from_theory(theory: Any) -> dict:
@@ -275,26 +280,20 @@ class RunSpec:
         positive_int("checkpoint_every", self.checkpoint_every)
         if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or not str(self.out)):
             raise ValueError(f"out must be a directory path, got out={self.out!r}")
-        fam = family(self.theory)
-        s("algorithm", DEFAULT_ALGORITHM[fam] if self.algorithm is None else self.algorithm)
+        fam = family_of(self.theory)
+        s("algorithm", DEFAULT_ALGORITHM[fam.name] if self.algorithm is None else self.algorithm)
         s("knobs", check_knobs(self.theory, self.algorithm, dict(self.knobs)))
         from ..backends import BACKENDS, Backend
         if not isinstance(self.backend, Backend):
             choice("backend", self.backend, BACKENDS)
         backend_name = getattr(self.backend, "name", self.backend)
-        if self.compile and fam != "field":
+        if self.compile and fam.discrete:
             raise ValueError(f"compile=True applies to phi^4 kernels, not to {type(self.theory).__name__}")
         if self.compile and backend_name != "torch":
             raise ValueError(f"compile=True needs the torch backend, got backend={backend_name!r}")
-        check_memory(self.chains, self.L, self.dim, 1 if fam == "spins" else (4 if self.dtype == "float32" else 8))
-        if fam == "field":
-            self.theory.check_dimension(self.dim)
-        elif hasattr(self.theory, "couplings"):
-            shape = tuple(self.theory.couplings.shape)
-            if self.theory.dim != self.dim or shape[1] != self.L:
-                raise ValueError(f"couplings of shape {shape} do not fit L={self.L}, dim={self.dim}")
-        elif getattr(self.theory, "dim", None) not in (None, self.dim):
-            raise ValueError(f"the theory is {self.theory.dim}-dimensional, got dim={self.dim}")
+        itemsize = {"int8": 1, "float32": 4, "float64": 8}[fam.config_dtype(self.dtype)]
+        check_memory(self.chains, self.L, self.dim, itemsize)
+        self.theory.check_lattice(self.L, self.dim)
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -333,18 +332,16 @@ class RunSpec:
         from ..backends import backend_of, get_backend
         from ..philox import PhiloxGenerator
         be = get_backend(self.backend, self.device)
-        theory, fam = self.theory, self.family
-        if fam == "spins" and hasattr(theory, "couplings"):
-            # quenched couplings move to the run's backend and device
-            c = theory.couplings
-            theory = theory.with_couplings(be.from_numpy(backend_of(c).to_numpy(c), "float64"))
+        fam = family_of(self.theory)
+        # quenched couplings move to the run's backend and device
+        theory = self.theory.with_arrays(lambda c: be.from_numpy(backend_of(c).to_numpy(c), "float64"))
         kernel = make_kernel(theory, self.algorithm, dtype=self.dtype, **self.knobs)
         dt = be.dtype(self.dtype)
         rng = be.rng(self.seed) if self.stream == "native" else PhiloxGenerator(be.xp, self.seed, be.device)
         shape = (self.chains,) + (self.L,) * self.dim
         if start is None:
-            start = rng.normal(shape, dt) if fam == "field" else theory.random(rng, shape, be.xp.float64)
-        elif fam == "field":
+            start = theory.random(rng, shape, be.xp.float64) if fam.discrete else rng.normal(shape, dt)
+        elif not fam.discrete:
             from ..lattice import check_field
             check_field(start, name="start", shape=shape, dtype=dt, device=be.device)
         elif tuple(start.shape) != shape:
@@ -376,26 +373,32 @@ def default(key: str) -> Any:
     return _DEFAULTS[key]
 
 
+def state_type(theory: Any) -> type:
+    """The sampler state class of the theory's family (what a checkpoint is read back into)."""
+    from ..samplers import FieldState, SpinState
+    return SpinState if family_of(theory).discrete else FieldState
+
+
 def with_sampler_series(out: dict, series: dict) -> dict:
     """``out`` with the Gamma-method estimate of each per-step sampler series present in ``series``."""
+    from ..samplers.base import INFO_SERIES
     from ..statistics import gamma_method
-    from .driver import INFO_SERIES
     for name in INFO_SERIES + ("exp_minus_dh",):
         if name in series:
             out[name] = gamma_method(series[name])
     return out
 
 
-def _measurement(theory, fam: str, dt, L: int, dim: int):
+def _measurement(theory, fam, dt, L: int, dim: int):
     from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
     volume = L ** dim
     with_info = with_sampler_series
 
-    if fam == "field":
-        return (lambda phi: measure_phi4(phi, theory),
-                lambda series: with_info(ensemble_phi4(series, volume, L), series))
-    return (lambda s: measure_spins(s, theory, dt),
-            lambda series: with_info(ensemble_spins(series, volume, theory), series))
+    if fam.discrete:
+        return (lambda s: measure_spins(s, theory, dt),
+                lambda series: with_info(ensemble_spins(series, volume, theory), series))
+    return (lambda phi: measure_phi4(phi, theory),
+            lambda series: with_info(ensemble_phi4(series, volume, L), series))
 
 
 class _Compiled:

@@ -17,9 +17,8 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from ..lattice import check_field
 
-__all__ = ["FieldState", "SpinState", "Info", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
+__all__ = ["FieldState", "SpinState", "Info", "INFO_SERIES", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,10 @@ class SpinState:
     @property
     def config(self) -> Any:
         return self.spins
+
+
+#: the per-step Info fields a run records as series (beside the observables), in this order
+INFO_SERIES = ("acceptance", "changed", "cluster_size")
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,7 @@ def metropolis_accept(u: Any, log_ratio: Any) -> Any:
 
 def check_theory_field(theory: Any, x: Any) -> Any:
     """Validate a configuration for ``theory``: spins by its own check, fields by phi^4's stability check."""
-    if hasattr(theory, "check_spins"):
-        return theory.check_spins(x)
-    return theory.check_field(x) if hasattr(theory, "check_field") else check_field(x)
+    return theory.check_spins(x) if theory.family.discrete else theory.check_field(x)
 
 
 def count_per_chain(mask: Any, dtype: Any) -> Any:

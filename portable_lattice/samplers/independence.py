@@ -83,7 +83,7 @@ class IndependenceMetropolis:
             raise TypeError("penalty=True needs a proposal with log_density(rng, x) -> (log_q, var)")
 
     def _spins(self) -> bool:
-        return hasattr(self.theory, "check_spins")
+        return self.theory.family.discrete
 
     def _dtype(self, xp, x):
         return getattr(xp, self.dtype) if self._spins() else x.dtype

@@ -60,7 +60,7 @@ class _Loop:
         self.rule.check(self.theory)
 
     def _spins(self, x) -> bool:
-        return hasattr(self.theory, "check_spins")
+        return self.theory.family.discrete
 
     def _init(self, x):
         check_theory_field(self.theory, x)

@@ -30,6 +30,7 @@ from array_api_compat import array_namespace
 
 from .._checks import positive_float
 from .._delegation import accelerated
+from ..theories.base import family_of
 from .base import count_per_chain, log_uniform
 
 __all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
@@ -77,7 +78,7 @@ class GaussianShift(Rule):
         positive_float("step_size", self.step_size)
 
     def check(self, theory: Any) -> None:
-        if not hasattr(theory, "local_delta_action"):
+        if family_of(theory).discrete:
             raise ValueError(f"a Gaussian shift needs a field theory, got {type(theory).__name__}")
 
     # random site
@@ -247,8 +248,7 @@ class SpinFlip(Rule):
 
     def check(self, theory: Any) -> None:
         # two states are not enough: q = 2 Potts/clock spins are 0, 1, and -s would leave them
-        if not hasattr(theory, "state_values") or tuple(theory.state_values()) != (-1, 1) \
-                or not hasattr(theory, "site_delta_action"):
+        if not family_of(theory).discrete or tuple(theory.state_values()) != (-1, 1):
             raise ValueError(f"a spin flip needs +-1 spins (Ising, Edwards-Anderson), got {type(theory).__name__}")
 
     def prepare(self, theory, x, dtype) -> dict:

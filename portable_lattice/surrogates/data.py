@@ -15,6 +15,7 @@ from ..runs.driver import run
 from ..runs.simulate import make_kernel
 from ..statistics import gamma_method
 from ..samplers import HMC, CheckerboardMetropolis, GaussianShift, RandomSiteMetropolis
+from ..theories.base import family_of
 
 __all__ = ["gradient_dataset", "stored_gradient_dataset", "spin_dataset"]
 
@@ -114,7 +115,7 @@ def stored_gradient_dataset(theory, path: str, n_configs: int | None = None, *, 
     """
     from ..runs.cards import card_from_theory
     from ..runs.storage import open_ensemble
-    if not hasattr(theory, "grad_action"):
+    if family_of(theory).discrete:
         raise TypeError(f"training data need a field theory (phi^4), got {type(theory).__name__}")
     ens = open_ensemble(path)
     card = ens["card"]

@@ -23,6 +23,7 @@ from typing import Any
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float, positive_int
+from ..theories.base import family_of
 
 __all__ = ["ExactGradient", "NoisyOracle", "ExactEnergy"]
 
@@ -79,7 +80,7 @@ class ExactEnergy:
     L: Any = None
 
     def __post_init__(self):
-        if not hasattr(self.theory, "delta_action") or not hasattr(self.theory, "state_values"):
+        if not family_of(self.theory).discrete:
             raise TypeError(f"ExactEnergy needs a spin theory, got {type(self.theory).__name__}")
         # the couplings alone: the energy is beta-free
         object.__setattr__(self, "_unit", dataclasses.replace(self.theory, beta=1.0))

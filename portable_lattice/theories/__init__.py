@@ -6,11 +6,11 @@
 * :class:`Potts`, :class:`Clock` - q-state spins.
 * :class:`LearnedEnergy` - spins with a learned energy (a neural or exact energy provider).
 """
-from .base import FieldTheory, SpinTheory, check_beta
+from .base import FAMILIES, FIELD, SPINS, Family, FieldTheory, SpinTheory, Theory, check_beta, family_of
 from .ising import EdwardsAnderson, Ising, check_spins
 from .learned import LearnedEnergy
 from .phi4 import Phi4
 from .potts import Clock, Potts
 
-__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "LearnedEnergy", "FieldTheory", "SpinTheory",
-           "check_beta", "check_spins"]
+__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "LearnedEnergy", "Theory", "FieldTheory",
+           "SpinTheory", "Family", "FIELD", "SPINS", "FAMILIES", "family_of", "check_beta", "check_spins"]

@@ -9,6 +9,7 @@ a family.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from array_api_compat import array_namespace, device as device_of
@@ -16,7 +17,8 @@ from array_api_compat import array_namespace, device as device_of
 from .._checks import finite_float
 from .._delegation import implementation
 
-__all__ = ["FieldTheory", "SpinTheory", "check_beta", "lookup", "bits32_threshold", "bits_below"]
+__all__ = ["Theory", "FieldTheory", "SpinTheory", "Family", "FIELD", "SPINS", "FAMILIES", "family_of", "check_beta", "lookup",
+           "bits32_threshold", "bits_below"]
 
 
 def check_beta(beta: Any) -> float:
@@ -25,6 +27,21 @@ def check_beta(beta: Any) -> float:
     if b < 0:
         raise ValueError(f"beta must be non-negative, got beta={beta!r}")
     return b
+
+
+class Theory:
+    """What every theory does the same way unless it says otherwise (a base class of each)."""
+
+    def check_lattice(self, L: int, dim: int) -> None:
+        """Refuse, before any allocation, an ``L**dim`` torus the theory cannot live on."""
+        fixed = getattr(self, "dim", None)
+        if fixed not in (None, dim):
+            raise ValueError(f"the theory is {fixed}-dimensional, got dim={dim}")
+
+    def with_arrays(self, convert) -> "Theory":
+        """The same theory with its arrays (quenched couplings) passed through ``convert``, e.g.
+        moved to a run's backend and device; a theory without arrays is returned as it is."""
+        return self
 
 
 @runtime_checkable
@@ -36,6 +53,8 @@ class FieldTheory(Protocol):
     def grad_action_local(self, phi: Any, nsum: Any) -> Any: ...             # dS/dphi_x given sum_nb phi
     def local_delta_action(self, phi: Any, delta: Any, grad: Any) -> Any: ...  # S[phi + delta e_x] - S[phi]
     def check_field(self, phi: Any) -> Any: ...
+    def check_lattice(self, L: int, dim: int) -> None: ...
+    def with_arrays(self, convert: Any) -> Any: ...
     def params(self) -> dict: ...
 
 
@@ -51,7 +70,66 @@ class SpinTheory(Protocol):
     def delta_action(self, t: Any, s: Any, dtype: Any) -> Any: ...          # beta (E_x(t) - E_x(s_x))
     def site_delta_action(self, sx: Any, t: Any, nbrs: Any, sites: Any, dtype: Any) -> Any: ...
     def check_spins(self, s: Any, name: str = "spins") -> Any: ...
+    def random(self, rng: Any, shape: tuple, dtype: Any) -> Any: ...        # a hot start
+    def check_lattice(self, L: int, dim: int) -> None: ...
+    def with_arrays(self, convert: Any) -> Any: ...
     def params(self) -> dict: ...
+
+
+@dataclass(frozen=True, eq=False)
+class Family:
+    """What every theory of one kind shares, named by the theory (``theory.family``).
+
+    The runs layer reads the rest of a family's parts (its state, start, measurement,
+    analysis and algorithm table) off this object's ``name`` in one table each; nothing
+    else asks a theory what it is.
+
+    name : "field" or "spins"
+    discrete : configurations are int8 states (spins), not a real field
+    protocol : what a sampler may ask of the theory (checked by :func:`family_of`)
+    reported : the observables a run reports, in this order
+    summary : the few a scan's table and plot show
+    histories : the series ``portable-lattice plot`` draws Monte Carlo histories of
+    """
+
+    name: str
+    discrete: bool
+    protocol: type
+    reported: tuple[str, ...]
+    summary: tuple[str, ...]
+    histories: tuple[str, ...]
+
+    def config_dtype(self, dtype: str) -> str:
+        """The dtype a stored configuration has in a run of float ``dtype``."""
+        return "int8" if self.discrete else dtype
+
+    def __repr__(self) -> str:
+        return f"Family({self.name!r})"
+
+
+FIELD = Family("field", False, FieldTheory,
+               reported=("phi2", "m", "m_abs", "m2", "m4", "chi", "chi_abs", "binder", "xi2nd", "action",
+                         "exp_minus_dh"),
+               summary=("m_abs", "chi", "binder", "action", "acceptance"), histories=("m", "m_abs", "action"))
+SPINS = Family("spins", True, SpinTheory,
+               reported=("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me"),
+               summary=("energy", "m_abs", "chi", "binder", "acceptance"), histories=("m", "m_abs", "energy"))
+
+
+#: every family by name
+FAMILIES = {f.name: f for f in (FIELD, SPINS)}
+
+
+def family_of(theory: Any) -> Family:
+    """The theory's family, its protocol checked; a TypeError naming the object otherwise."""
+    fam = getattr(type(theory), "family", None)
+    if not isinstance(fam, Family):
+        raise TypeError(f"theory must be a portable_lattice theory (Phi4, Ising, Potts, ...), "
+                        f"got {type(theory).__name__}")
+    if not isinstance(theory, fam.protocol):
+        missing = [m for m in dir(fam.protocol) if not m.startswith("_") and not hasattr(theory, m)]
+        raise TypeError(f"{type(theory).__name__} names the {fam.name} family but lacks {', '.join(missing)}")
+    return fam
 
 
 # --- integer acceptance thresholds: a Bernoulli draw per site from 32 random bits ------------

@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import finite_float, namespace_of, positive_int
 from ..lattice import lattice_axes, neighbour_sum, shift
-from .base import bits32_threshold, bits_below, check_beta
+from .base import SPINS, Theory, bits32_threshold, bits_below, check_beta
 
 __all__ = ["Ising", "EdwardsAnderson", "check_spins"]
 
@@ -46,8 +46,10 @@ def _sum_lattice(x):
 
 
 @dataclass(frozen=True)
-class Ising:
+class Ising(Theory):
     """Ising model H = -J sum_<ij> s_i s_j - h sum_i s_i, s = +-1, at inverse temperature beta."""
+
+    family = SPINS  # a class attribute (not a dataclass field): what every theory of its kind shares
 
     beta: float
     J: float = 1.0
@@ -219,6 +221,14 @@ class EdwardsAnderson(Ising):
     def with_couplings(self, couplings) -> "EdwardsAnderson":
         """The same theory with its couplings on another backend or device."""
         return type(self)(beta=self.beta, couplings=couplings)
+
+    def with_arrays(self, convert) -> "EdwardsAnderson":
+        return self.with_couplings(convert(self.couplings))
+
+    def check_lattice(self, L: int, dim: int) -> None:
+        shape = tuple(self.couplings.shape)
+        if self.dim != dim or shape[1] != L:
+            raise ValueError(f"couplings of shape {shape} do not fit L={L}, dim={dim}")
 
     def _check_lattice(self, s):
         if tuple(s.shape[1:]) != tuple(self.couplings.shape[1:]):

@@ -27,14 +27,16 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .base import check_beta
+from .base import SPINS, Theory, check_beta
 
 __all__ = ["LearnedEnergy"]
 
 
 @dataclass(frozen=True)
-class LearnedEnergy:
+class LearnedEnergy(Theory):
     """exp(-beta E(sigma)) with E from ``energy_model``; states and magnetisation of ``reference``."""
+
+    family = SPINS  # a class attribute (not a dataclass field): what every theory of its kind shares
 
     beta: float
     energy_model: Any
@@ -65,6 +67,9 @@ class LearnedEnergy:
 
     def with_beta(self, beta: float) -> "LearnedEnergy":
         return dataclasses.replace(self, beta=beta)
+
+    def check_lattice(self, L: int, dim: int) -> None:
+        self.reference.check_lattice(L, dim)
 
     # --- states (the reference's) ---------------------------------------------------------
     def state_values(self):

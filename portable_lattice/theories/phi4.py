@@ -22,19 +22,22 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import finite_float, nonnegative_float
+from .base import FIELD, Theory
 from ..lattice import check_field, forward_sum, lattice_axes, neighbour_sum, volume
 
 __all__ = ["Phi4"]
 
 
 @dataclass(frozen=True)
-class Phi4:
+class Phi4(Theory):
     """phi^4 action with hopping ``beta`` and quartic coupling ``g``.
 
     Use :meth:`from_beta_g` ([PEM]) or :meth:`from_kappa_lambda` ([DMSQ]);
     ``Phi4(beta, g)`` is the (beta, g) form. Here beta is the hopping
     coupling of [PEM], not an inverse temperature.
     """
+
+    family = FIELD  # a class attribute (not a dataclass field): what every theory of its kind shares
 
     beta: float
     g: float
@@ -83,6 +86,9 @@ class Phi4:
             bound = 1.0 / dim if self.form == "beta_g" else 0.5 / dim
             raise ValueError(f"the free field (g = 0) is unstable for {name} >= {bound:g} in d={dim}; "
                              f"got {name}={value!r}")
+
+    def check_lattice(self, L: int, dim: int) -> None:
+        self.check_dimension(dim)
 
     def check_field(self, phi: Any) -> Any:
         xp = check_field(phi)

@@ -17,7 +17,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import finite_float, positive_int
 from ..lattice import lattice_axes, shift
-from .base import check_beta
+from .base import SPINS, Theory, check_beta
 from .ising import check_spins
 
 __all__ = ["Potts", "Clock"]
@@ -27,8 +27,10 @@ MAX_STATES = 127
 
 
 @dataclass(frozen=True)
-class Potts:
+class Potts(Theory):
     """q-state Potts model H = -J sum_<ij> delta(s_i, s_j), s = 0..q-1, at inverse temperature beta."""
+
+    family = SPINS  # a class attribute (not a dataclass field): what every theory of its kind shares
 
     beta: float
     q: int = 3
