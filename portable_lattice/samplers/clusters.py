@@ -26,7 +26,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._delegation import implementation
 from ..lattice import shift, volume
-from ..theories import Ising, Potts
+from ..theories import family_of
 from .base import Info, SpinState, check_theory_field
 
 __all__ = ["label_propagation", "cluster_labels", "cluster_ids", "swendsen_wang_bonds", "SwendsenWang", "Wolff"]
@@ -114,12 +114,14 @@ def swendsen_wang_bonds(s: Any, p: float, rng) -> list:
 
 
 def _check_cluster_theory(theory):
-    if type(theory) not in (Ising, Potts):
+    if not family_of(theory).discrete:
         raise ValueError(f"cluster updates are implemented for the Ising and Potts models, got {type(theory).__name__}")
-    if isinstance(theory, Ising) and theory.h != 0:
-        raise ValueError(f"cluster updates need zero field, got h={theory.h!r}")
-    if theory.J <= 0:
-        raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={theory.J!r}")
+    theory.bond_probability()  # the theory says whether it has FK bonds (and why not)
+
+
+def _flips(theory) -> bool:
+    """+-1 spins: a cluster is flipped (Ising); q states: it gets a random state (Potts, q = 2 too)."""
+    return tuple(theory.state_values()) == (-1, 1)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class SwendsenWang(_ClusterKernel):
         shape = tuple(s.shape)
         ids, n_clusters = cluster_ids(swendsen_wang_bonds(s, self.theory.bond_probability(), rng))
         # one random number per cluster, not per site
-        if isinstance(self.theory, Ising):
+        if _flips(self.theory):
             flip = xp.take(rng.uniform((n_clusters,), xp.float64) < 0.5, ids)
             new = s * (1 - 2 * xp.reshape(xp.astype(flip, s.dtype), shape))  # int8 flip, no where()
         else:
@@ -165,7 +167,7 @@ class Wolff(_ClusterKernel):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.theory, Ising):
+        if not _flips(self.theory):
             raise ValueError(f"Wolff is implemented for the Ising model, got {type(self.theory).__name__}")
 
     def step(self, state: SpinState, rng) -> tuple[SpinState, Info]:

@@ -38,6 +38,12 @@ class Theory:
         if fixed not in (None, dim):
             raise ValueError(f"the theory is {fixed}-dimensional, got dim={dim}")
 
+    def bond_probability(self) -> float:
+        """The Fortuin-Kasteleyn bond probability of equal neighbours (cluster updates); a theory
+        without one says why it has none."""
+        raise ValueError(f"cluster updates (Swendsen-Wang, Wolff) are implemented for the Ising and Potts "
+                         f"models, got {type(self).__name__}")
+
     def with_arrays(self, convert) -> "Theory":
         """The same theory with its arrays (quenched couplings) passed through ``convert``, e.g.
         moved to a run's backend and device; a theory without arrays is returned as it is."""

@@ -154,7 +154,12 @@ class Ising(Theory):
         return bits_below(bits, thresholds, xp.astype(2 * nsum + (s + offset), xp.int32))
 
     def bond_probability(self) -> float:
-        """Swendsen-Wang / Wolff bond probability between equal spins: 1 - exp(-2 beta J)."""
+        """Swendsen-Wang / Wolff bond probability between equal spins: 1 - exp(-2 beta J)
+        (a ferromagnet in zero field only)."""
+        if self.h != 0:
+            raise ValueError(f"cluster updates need zero field, got h={self.h!r}")
+        if self.J <= 0:
+            raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={self.J!r}")
         return 1.0 - math.exp(-2.0 * self.beta * self.J)
 
     # --- global quantities --------------------------------------------------------------------
@@ -289,7 +294,8 @@ class EdwardsAnderson(Ising):
     heatbath_thresholds = flip_thresholds
 
     def bond_probability(self):
-        raise ValueError("Swendsen-Wang/Wolff are not valid for the frustrated Edwards-Anderson model")
+        raise ValueError(f"cluster updates (Swendsen-Wang, Wolff) are not valid for the frustrated "
+                         f"Edwards-Anderson model, got {type(self).__name__}")
 
     def params(self):
         return {"name": "ea", "beta": self.beta, "L": int(self.couplings.shape[1]), "dim": self.dim}

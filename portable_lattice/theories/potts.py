@@ -116,7 +116,9 @@ class Potts(Theory):
         return xp.sqrt(c * c + sn * sn)
 
     def bond_probability(self) -> float:
-        """Swendsen-Wang bond probability between equal spins: 1 - exp(-beta J)."""
+        """Swendsen-Wang bond probability between equal spins: 1 - exp(-beta J) (a ferromagnet only)."""
+        if self.J <= 0:
+            raise ValueError(f"cluster updates need a ferromagnetic coupling, got J={self.J!r}")
         return 1.0 - math.exp(-self.beta * self.J)
 
     def params(self):
@@ -132,7 +134,7 @@ class Clock(Potts):
         return xp.cos(xp.astype(a - b, dtype) * (2.0 * math.pi / self.q))
 
     def bond_probability(self):
-        raise ValueError("Swendsen-Wang is implemented for Ising and Potts, not the clock model")
+        return Theory.bond_probability(self)  # the clock model has no FK bonds of this form
 
     def params(self):
         return {"name": "clock", "beta": self.beta, "q": self.q, "J": self.J}
