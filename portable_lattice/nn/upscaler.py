@@ -28,6 +28,7 @@ from portable_lattice.backends import get_backend
 from portable_lattice.exact import K_CRITICAL
 from portable_lattice.rg.blocking import majority_block
 from portable_lattice.rg.upscaling import _class_of, kernel_classes, n_parameters
+from portable_lattice.runs.driver import thermalise
 from portable_lattice.samplers import SwendsenWang
 from portable_lattice.statistics import gamma_method
 from portable_lattice.theories import Ising
@@ -123,9 +124,7 @@ def pattern_counts(k: int, L_t: int, configs: int, *, weighted: bool, seed: int,
     rng = be.rng(seed)
     theory = Ising(beta=K_CRITICAL, dim=2)
     kernel = SwendsenWang(theory)
-    state = kernel.init(theory.random(rng, (chains, L_t, L_t), be.xp.float64))
-    for _ in range(therm):
-        state, _ = kernel.step(state, rng)
+    state = thermalise(kernel, theory.random(rng, (chains, L_t, L_t), be.xp.float64), rng, therm)
     patterns = PatternSet(k)
     m_abs, energy = [], []
     done = 0

@@ -19,7 +19,7 @@ from ..backends import backend_of, get_backend
 from ..observables import ensemble_phi4, measure_phi4
 from ..samplers import HMC, IndependenceMetropolis
 from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
-from .driver import run
+from .driver import run, thermalise
 
 __all__ = ["REPORTED", "hmc_configurations", "analyse_configurations", "independence_chain", "z_scores",
            "observables_json"]
@@ -42,9 +42,7 @@ def hmc_configurations(theory: Any, L: int, n: int, *, chains: int = 64, spacing
     rng = be.rng(seed)
     kernel = HMC(theory, traj_length=traj_length, n_steps=n_steps, integrator=integrator)
     shape = (chains,) + (L,) * dim
-    state = kernel.init(0.1 * rng.normal(shape, xp.float64))
-    for _ in range(therm):
-        state, _ = kernel.step(state, rng)
+    state = thermalise(kernel, 0.1 * rng.normal(shape, xp.float64), rng, therm)
     out, m_abs, acc = [], [], []
     t0 = time.perf_counter()
     rounds = -(-n // chains)

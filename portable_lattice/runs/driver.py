@@ -21,7 +21,8 @@ from ..lattice import lattice_axes, volume as volume_of
 from ..samplers.base import INFO_SERIES  # recorded as series, each averaged over the ``every`` steps
 from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
 
-__all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning"]
+__all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning", "MemorySink",
+           "StopRequested", "thermalise"]
 
 
 class NonFiniteFieldError(FloatingPointError, ValueError):
@@ -60,31 +61,54 @@ class RunResult:
 
 
 class Progress:
-    """One status line on stderr, rewritten in place; silent when stderr is not a terminal."""
+    """The one progress display of a run: tqdm on a terminal (where installed; else a status line
+    rewritten in place); off a terminal silent unless ``enabled``, then a plain line every 5%
+    (a batch job's log). ``initial`` continues a count (a resumed run)."""
 
-    def __init__(self, total: int, label: str = "", enabled: bool | None = None, stream=None):
+    def __init__(self, total: int, label: str = "", enabled: bool | None = None, stream=None, *,
+                 initial: int = 0, unit: str = "steps"):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.total, self.label = total, label
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = self.tty if enabled is None else enabled
+        self.total, self.label, self.unit = total, label, unit
+        self.done = self.first = initial
         self.start = time.perf_counter()
-        self.last = 0.0
+        self.last, self.next_line, self.bar = 0.0, 0.0, None
+        if self.enabled and self.tty:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=initial, desc=label, unit=unit, file=self.stream)
+            except ImportError:
+                self.bar = None
 
     def update(self, done: int, force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
-        if not force and now - self.last < 0.5:
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+            self.done = done
             return
-        self.last = now
-        elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        self.stream.write(f"\r{self.label} {done}/{self.total} steps  {rate:.1f}/s  eta {eta:.0f}s   ")
-        self.stream.flush()
+        self.done = done
+        now = time.perf_counter()
+        rate = (done - self.first) / max(now - self.start, 1e-9)
+        if self.tty:
+            if force or now - self.last >= 0.5:
+                self.last = now
+                eta = (self.total - done) / rate if rate > 0 else float("nan")
+                self.stream.write(f"\r{self.label} {done}/{self.total} {self.unit}  {rate:.1f}/s  eta {eta:.0f}s   ")
+                self.stream.flush()
+        elif force or done / max(self.total, 1) >= self.next_line or done == self.total:
+            self.stream.write(f"{self.label}: {done}/{self.total} {self.unit} "
+                              f"({100 * done / max(self.total, 1):.0f}%, {rate:.3g}/s)\n")
+            self.stream.flush()
+            self.next_line = done / max(self.total, 1) + 0.05
 
     def close(self) -> None:
-        if self.enabled:
-            self.update(self.total, force=True)
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled and self.tty:
+            self.update(self.done, force=True)
             self.stream.write("\n")
             self.stream.flush()
 
@@ -120,18 +144,71 @@ class FrozenChainWarning(UserWarning):
     """No proposal was accepted in the whole run: the measurements are those of the start configuration."""
 
 
-def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
+class StopRequested(Exception):
+    """The run stopped at a commit on request (signal or stop file); ``status`` is the exit code."""
+
+    def __init__(self, status: int, message: str, result: "RunResult | None" = None):
+        super().__init__(message)
+        self.status, self.result = status, result
+
+
+class MemorySink:
+    """Measurements kept in host memory, moved off the device ``block`` rows at a time (one
+    synchronisation per block, not per measurement)."""
+
+    def __init__(self, block: int = 64):
+        self.block = positive_int("flush_every", block)
+        self.chunks: dict[str, list] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def thermalised(self, state, rng, counters) -> None:
+        """Called once thermalisation is done."""
+
+    def write(self, rows: dict, saved, saved_at: list, state, rng, counters, finished: bool) -> int | None:
+        """Keep a block of host rows; returns a stop status (None: go on)."""
+        self.keep(rows)
+        return None
+
+    def keep(self, rows: dict) -> None:
+        """Keep rows measured before a failure (the partial result)."""
+        for name, v in rows.items():
+            self.chunks.setdefault(name, []).append(v)
+
+    def series(self) -> dict:
+        out = {}
+        for name, chunks in self.chunks.items():
+            hx = array_namespace(chunks[0])
+            out[name] = hx.concat(chunks, axis=0)
+        return out
+
+    def where(self) -> dict:
+        return {}
+
+
+def _fresh_counters() -> dict:
+    return {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
+
+
+def run(kernel, start: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
         measure: Callable[[Any], dict] | None = None,
         analyse: Callable[[dict], dict] | None = None,
         to_host: Callable[[Any], Any] | None = None,
-        progress: bool | None = None, flush_every: int = 64, label: str = "sampling") -> RunResult:
-    """Thermalise, then take ``n_measure`` measurements ``every`` kernel steps apart.
+        progress: bool | None = None, flush_every: int = 64, label: str = "sampling",
+        sink: Any = None, counters: dict | None = None, save_every: int = 0) -> RunResult:
+    """Thermalise, then take ``n_measure`` measurements ``every`` kernel steps apart: the one
+    loop of every run, in memory or into a store.
 
     Parameters
     ----------
     kernel : sampler with ``init``/``step``
-    phi0 : array (chains, L, ..., L)
-        Start configuration (a field or spins), validated by ``kernel.init``.
+    start : array (chains, L, ..., L), or a sampler state
+        Start configuration (a field or spins), validated by ``kernel.init``; a state (a
+        resumed run's checkpoint) is taken as it is.
     rng : backend generator
     n_therm, n_measure, every : int
         Thermalisation steps, number of measurements, steps between them.
@@ -139,120 +216,156 @@ def run(kernel, phi0: Any, rng, *, n_therm: int, n_measure: int, every: int = 1,
     analyse : callable series -> {name: Estimate}; default: Gamma method per series.
     to_host : callable array -> numpy array; default: the array's backend.
     progress : bool or None
-        Status line on stderr; None shows it only on a terminal.
+        Progress on stderr; None shows it only on a terminal.
+    flush_every : int
+        Rows moved to the host at once (in memory).
+    sink : where the measurements go: a :class:`MemorySink` (default) or a store sink
+        (:class:`~portable_lattice.runs.production.StoreSink`: blocks committed with a checkpoint,
+        stop on a signal or a STOP file).
+    counters : a resumed run's counters (measurements, saved configurations, steps, whether
+        thermalisation is done); default: a fresh run.
+    save_every : int
+        Hand every ``save_every``-th configuration to the sink (0: none).
 
     Raises
     ------
     NonFiniteFieldError
         When a chain's field becomes NaN/inf; it names the step and chains and
-        carries everything measured before it (``.partial``).
+        carries everything kept before it (``.partial``).
+    StopRequested
+        The sink asked to stop at a commit (a signal, a STOP file).
     """
     nonnegative_int("n_therm", n_therm)
     positive_int("n_measure", n_measure)
     positive_int("every", every)
+    nonnegative_int("save_every", save_every)
     if measure is None:
         raise ValueError("measure must be a callable phi -> dict of per-chain observables")
-    state = kernel.init(phi0)
+    sink = MemorySink(flush_every) if sink is None else sink
+    counters = _fresh_counters() if counters is None else counters
+    state = start if hasattr(start, "config") else kernel.init(start)
     xp = array_namespace(state.config)
     to_host = to_host or _default_to_host
     chains = state.config.shape[0]
     volume = volume_of(state.config)
-    total = n_therm + n_measure * every
-    bar = Progress(total, label, progress)
-
-    host_chunks: dict[str, list] = {}
+    therm_left = 0 if counters["therm_done"] else n_therm
+    bar = Progress(n_measure * every + therm_left, label, progress,
+                   initial=counters["n_meas"] * every if counters["therm_done"] else 0)
     pending: list[dict] = []
-    steps = 0
+    saved: list = []
+    saved_at: list[int] = []
     t0 = time.perf_counter()
 
-    def flush():
-        if not pending:
-            return
-        for name in pending[0]:
-            stacked = xp.stack([p[name] for p in pending], axis=0)
-            host_chunks.setdefault(name, []).append(to_host(stacked))
-        pending.clear()
-
-    def host_series():
-        out = {}
-        for name, chunks in host_chunks.items():
-            hx = array_namespace(chunks[0])
-            out[name] = hx.concat(chunks, axis=0)
-        return out
-
-    def partial_result(seconds):
-        flush()
-        series = host_series()
+    def result(series, seconds):
         obs = {}
         if series:
             try:
                 obs = (analyse or _default_analyse)(series)
-            except Exception:  # the partial result must survive a failing analysis
+            except Exception:  # noqa: BLE001 - a partial result must survive a failing analysis
                 obs = {}
         with warnings.catch_warnings():
             # the run's own acceptance summary; analyse() reports (and warns about) the observables
             warnings.simplefilter("ignore", UnreliableErrorWarning)
-            acc = gamma_method(series["acceptance"]) if "acceptance" in series else Estimate(float("nan"), float("nan"))
-        return RunResult(series, obs, acc, seconds, steps, chains, volume, state)
+            acc = gamma_method(series["acceptance"]) if series.get("acceptance") is not None \
+                and series["acceptance"].shape[0] else Estimate(float("nan"), float("nan"))
+        return RunResult(series, obs, acc, seconds, counters["steps"], chains, volume, state, dict(sink.where()))
 
-    def check_finite(values, where):
-        """values: per-chain sums, shape (chains,) or (rows, chains) for pending measurements."""
-        bad = to_host(~xp.isfinite(values))
-        if not bool(bad.any()):
-            return
-        if bad.ndim == 2:  # keep the measurements taken before the first bad one
+    def non_finite(bad, where, rows=None):
+        """Stop: keep the rows before the first bad one (a memory sink keeps them; a store keeps
+        what it committed), and name the step and the chains."""
+        if bad.ndim == 2:
             first = int(bad.any(axis=1).nonzero()[0][0])
-            del pending[first:]
+            if rows is not None and first:
+                sink.keep({name: v[:first] for name, v in rows.items()})
             bad = bad.any(axis=0)
         idx = [int(i) for i in bad.nonzero()[0]]
-        partial = partial_result(time.perf_counter() - t0)
+        bar.close()
+        partial = result(sink.series(), time.perf_counter() - t0)
         kept = next(iter(partial.series.values())).shape[0] if partial.series else 0
         raise NonFiniteFieldError(
-            f"the field became non-finite by step {steps} ({where}) in chain(s) {idx[:10]}"
-            f"{'...' if len(idx) > 10 else ''}; the {kept} measurements before it are kept in .partial",
-            steps, idx, partial)
+            f"the field became non-finite by step {counters['steps']} ({where}) in chain(s) {idx[:10]}"
+            f"{'...' if len(idx) > 10 else ''}; the {kept} measurements before it are kept"
+            + (f" in {sink.where()['out']}" if "out" in sink.where() else " in .partial"),
+            counters["steps"], idx, partial)
 
-    def per_chain_total(values):
-        """Sum of every measurement of one row, per chain (measurements may carry extra axes)."""
-        total = None
-        for v in values.values():
-            v = xp.sum(v, axis=tuple(range(1, v.ndim))) if v.ndim > 1 else v
-            total = v if total is None else total + v
-        return total
-
-    def pending_sums():
-        return xp.stack([per_chain_total(p) for p in pending], axis=0)
+    def write_block(finished: bool) -> int | None:
+        rows = {name: to_host(xp.stack([p[name] for p in pending], axis=0)) for name in pending[0]}
+        bad = _bad_rows(rows)
+        if bad is not None:
+            non_finite(bad, "measurement", rows)
+        configs = to_host(xp.stack(saved, axis=0)) if saved else None
+        counters["n_saved"] += len(saved)
+        status = sink.write(rows, configs, list(saved_at), state, rng, counters, finished)
+        pending.clear(), saved.clear(), saved_at.clear()
+        return status
 
     axes = lattice_axes(state.config)
-    for _ in range(n_therm):
-        state, _info = kernel.step(state, rng)
-        steps += 1
-        if steps % max(every, 10) == 0 or steps == n_therm:
-            check_finite(xp.sum(state.config, axis=axes), "thermalisation")
-        bar.update(steps)
-
-    for _ in range(n_measure):
-        state, values = measurement(kernel, state, rng, every, measure)
-        steps += every
-        pending.append(values)
-        if len(pending) >= flush_every:
-            # check before flushing so the non-finite rows are not mixed into the kept data
-            check_finite(pending_sums(), "measurement")
-            flush()
-        bar.update(steps)
-    if pending:
-        check_finite(pending_sums(), "measurement")
+    with sink:
+        if not counters["therm_done"]:
+            for i in range(1, n_therm + 1):
+                state, _info = kernel.step(state, rng)
+                counters["steps"] += 1
+                if i % max(every, 10) == 0 or i == n_therm:
+                    bad = to_host(~xp.isfinite(xp.sum(state.config, axis=axes)))
+                    if bool(bad.any()):
+                        non_finite(bad, "thermalisation")
+                bar.update(i)
+            counters["therm_done"] = True
+            sink.thermalised(state, rng, counters)
+        while counters["n_meas"] < n_measure:
+            state, values = measurement(kernel, state, rng, every, measure)
+            counters["steps"] += every
+            counters["n_meas"] += 1
+            pending.append(values)
+            if save_every and counters["n_meas"] % save_every == 0:
+                saved.append(state.config)
+                saved_at.append(counters["n_meas"])
+            bar.update(therm_left + counters["n_meas"] * every)
+            if len(pending) >= sink.block or counters["n_meas"] == n_measure:
+                status = write_block(counters["n_meas"] >= n_measure)
+                if status is not None and counters["n_meas"] < n_measure:
+                    bar.close()
+                    raise StopRequested(status, f"stopped at measurement {counters['n_meas']} of {n_measure} "
+                                                "(committed); continue with: portable-lattice resume "
+                                                f"{sink.where().get('out', '')}")
     seconds = time.perf_counter() - t0
     bar.close()
-    result = partial_result(seconds)
-    result.seconds = seconds
-    acc = result.series.get("acceptance")
-    if acc is not None and not bool((acc > 0).any()):
+    out = result(sink.series(), seconds)
+    acc = out.series.get("acceptance")
+    if acc is not None and acc.shape[0] and not bool((acc > 0).any()):
         warnings.warn("no proposal was accepted in the whole run (acceptance 0): the measurements are those of "
                       "the start configuration, and their errors are reported as NaN", FrozenChainWarning, stacklevel=2)
-        result.observables = {k: Estimate(e.value, float("nan"), e.tau_int, e.tau_int_error, e.n)
-                              for k, e in result.observables.items()}
-    return result
+        out.observables = {k: Estimate(e.value, float("nan"), e.tau_int, e.tau_int_error, e.n)
+                           for k, e in out.observables.items()}
+    return out
+
+
+def thermalise(kernel, state: Any, rng, n: int, *, label: str = "thermalisation") -> Any:
+    """``n`` kernel steps from ``state`` (a configuration is initialised first), with the run's NaN
+    guard: the thermalisation of every data-collecting loop (training sets, reference ensembles)."""
+    nonnegative_int("therm", n)
+    state = state if hasattr(state, "config") else kernel.init(state)
+    if n == 0:
+        return state
+    xp = array_namespace(state.config)
+    axes = lattice_axes(state.config)
+    for i in range(1, n + 1):
+        state, _ = kernel.step(state, rng)
+        if i % 10 == 0 or i == n:
+            if not bool(xp.all(xp.isfinite(xp.sum(xp.astype(state.config, xp.float64), axis=axes)))):
+                raise NonFiniteFieldError(f"the field became non-finite by step {i} of {label}", i, [], None)
+    return state
+
+
+def _bad_rows(rows: dict):
+    """(rows, chains) booleans marking non-finite measurements, or None when all are finite."""
+    bad = None
+    for v in rows.values():
+        hx = array_namespace(v)
+        b = ~hx.isfinite(v)
+        b = hx.any(b, axis=tuple(range(2, b.ndim))) if b.ndim > 2 else b
+        bad = b if bad is None else bad | b
+    return bad if bad is not None and bool(bad.any()) else None
 
 
 def _default_analyse(series: dict) -> dict:

@@ -20,29 +20,18 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from .._checks import nonnegative_int, positive_int
 from .cards import PHYSICS_KEYS, PLACEMENT_KEYS, RUN_LENGTH_KEYS, card_from_theory, check_card, physics_hash
-from .driver import NonFiniteFieldError, RunResult, measurement
+from .driver import RunResult, StopRequested, run
 from .spec import RUN_KEYS, PreparedRun, RunSpec, device_spec, state_type
 from .storage import EnsembleStore
 
-__all__ = ["run_to_store", "resume", "card_of", "StopRequested"]
+__all__ = ["run_to_store", "resume", "card_of", "StopRequested", "StoreSink"]
 
 STOP_FILE = "STOP"
-
-
-class StopRequested(Exception):
-    """The run stopped at a commit on request (signal or stop file); ``status`` is the exit code."""
-
-    def __init__(self, status: int, message: str, result: RunResult | None = None):
-        super().__init__(message)
-        self.status, self.result = status, result
 
 
 class _Signals:
@@ -93,107 +82,63 @@ def _state_from_host(arrays: dict, be, cls: type):
     return cls(**{k: (None if v is None else be.from_numpy(v)) for k, v in arrays.items()})
 
 
-class _Progress:
-    """tqdm on a terminal; elsewhere (a batch job) one plain line every 5%."""
+class StoreSink:
+    """The sink of a run on disk: each block of measurements (and every ``save_every``-th
+    configuration) is appended to the store and committed with a checkpoint (the sampler
+    state, the generator state, the counters); a signal or a STOP file ends the run at the
+    next commit."""
 
-    def __init__(self, total: int, done: int, label: str, enabled: bool | None):
-        self.tty = sys.stderr.isatty()
-        self.enabled = self.tty if enabled is None else enabled
-        self.total, self.done, self.start, self.label = total, done, done, label
-        self.bar, self.next_line, self.t0 = None, 0.0, time.perf_counter()
-        if self.enabled and self.tty:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=done, desc=label, unit="meas", file=sys.stderr)
-            except ImportError:
-                self.bar = None
+    def __init__(self, store: EnsembleStore, backend: Any, checkpoint_every: int):
+        self.store, self.be = store, backend
+        self.block = positive_int("checkpoint_every", checkpoint_every)
+        self.stop_file = os.path.join(store.path, STOP_FILE)
+        self.signals = _Signals()
 
-    def update(self, done: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(done - self.done)
-        elif done / max(self.total, 1) >= self.next_line or done == self.total:
-            rate = (done - self.start) / max(time.perf_counter() - self.t0, 1e-9)
-            sys.stderr.write(f"{self.label}: {done}/{self.total} measurements "
-                             f"({100 * done / max(self.total, 1):.0f}%, {rate:.3g}/s)\n")
-            sys.stderr.flush()
-            self.next_line = done / max(self.total, 1) + 0.05
-        self.done = done
+    def __enter__(self):
+        self.signals.__enter__()
+        return self
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    def __exit__(self, *exc):
+        return self.signals.__exit__(*exc)
+
+    def commit(self, state, rng, counters, finished: bool) -> None:
+        be = self.be
+        self.store.commit({"n_meas": counters["n_meas"], "n_saved": counters["n_saved"], "steps": counters["steps"],
+                           "therm_done": counters["therm_done"], "finished": finished, "backend": be.name,
+                           "device": device_spec(be)},
+                          {"state": _state_to_host(state, be), "rng": rng.get_state(), "counters": dict(counters)})
+
+    def thermalised(self, state, rng, counters) -> None:
+        self.commit(state, rng, counters, finished=False)
+
+    def write(self, rows: dict, saved, saved_at: list, state, rng, counters, finished: bool) -> int | None:
+        self.store.append(rows, saved, saved_at)
+        self.commit(state, rng, counters, finished)
+        reason = self.signals.status or (0 if os.path.exists(self.stop_file) else None)
+        if reason == 0 and not finished:
+            os.remove(self.stop_file)
+        return reason
+
+    def keep(self, rows: dict) -> None:
+        """Rows of an uncommitted block are not kept: the committed measurements stand."""
+
+    def series(self) -> dict:
+        return self.store.series()
+
+    def where(self) -> dict:
+        return {"out": self.store.path}
 
 
-def _loop(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, save_every: int,
-          checkpoint_every: int, progress: bool | None) -> RunResult:
-    """Thermalise (unless done), then measure in committed blocks up to ``prep.sweeps``."""
-    kernel, rng, be = prep.kernel, prep.rng, prep.backend
-    xp = be.xp
-    stop_file = os.path.join(store.path, STOP_FILE)
-    bar = _Progress(prep.sweeps, counters["n_meas"], f"{prep.algorithm} [{be}]", progress)
-
-    def commit(finished: bool):
-        store.commit({"n_meas": counters["n_meas"], "n_saved": counters["n_saved"],
-                      "steps": counters["steps"], "therm_done": counters["therm_done"], "finished": finished,
-                      "backend": be.name, "device": device_spec(be)},
-                     {"state": _state_to_host(state, be), "rng": rng.get_state(), "counters": dict(counters)})
-
-    t0 = time.perf_counter()
-    with _Signals() as sig, prep.compiled():
-        if not counters["therm_done"]:
-            for _ in range(prep.therm):
-                state, _ = kernel.step(state, rng)
-                counters["steps"] += 1
-            counters["therm_done"] = True
-            commit(finished=prep.sweeps == 0)
-        while counters["n_meas"] < prep.sweeps:
-            block = min(checkpoint_every, prep.sweeps - counters["n_meas"])
-            pending, saved, saved_at = [], [], []
-            for _ in range(block):
-                state, values = measurement(kernel, state, rng, prep.every, prep.measure)
-                counters["steps"] += prep.every
-                pending.append(values)
-                counters["n_meas"] += 1
-                if save_every and counters["n_meas"] % save_every == 0:
-                    saved.append(state.config)
-                    saved_at.append(counters["n_meas"])
-                bar.update(counters["n_meas"])
-            host = {name: be.to_numpy(xp.stack([p[name] for p in pending], axis=0)) for name in pending[0]}
-            bad = [name for name, v in host.items() if not bool(array_namespace(v).all(array_namespace(v).isfinite(v)))]
-            if bad:
-                raise NonFiniteFieldError(f"the run became non-finite in measurements {counters['n_meas'] - block + 1}.."
-                                          f"{counters['n_meas']} ({bad[0]}); the store keeps the "
-                                          f"{store.n_meas} committed measurements", counters["steps"], [], None)
-            fields_host = be.to_numpy(xp.stack(saved, axis=0)) if saved else None
-            counters["n_saved"] += len(saved)
-            store.append(host, fields_host, saved_at)
-            commit(finished=counters["n_meas"] >= prep.sweeps)
-            reason = sig.status or (0 if os.path.exists(stop_file) else None)
-            if reason is not None and counters["n_meas"] < prep.sweeps:
-                bar.close()
-                if reason == 0:
-                    os.remove(stop_file)
-                raise StopRequested(reason, f"stopped at measurement {counters['n_meas']} of {prep.sweeps} "
-                                            f"(committed); continue with: portable-lattice resume {store.path}")
-    bar.close()
-    series = store.series()
-    result = RunResult(series, prep.analyse(series) if series else {}, _acceptance(series),
-                       time.perf_counter() - t0, counters["steps"], prep.meta["chains"],
-                       prep.meta["L"] ** prep.meta["dim"], state, dict(prep.meta, out=store.path))
+def _continue(prep: PreparedRun, store: EnsembleStore, state, counters: dict, *, save_every: int,
+              checkpoint_every: int, progress: bool | None) -> RunResult:
+    """The one loop (:func:`runs.driver.run`) from ``state`` and ``counters``, into ``store``."""
+    with prep.compiled():
+        result = run(prep.kernel, state, prep.rng, n_therm=prep.therm, n_measure=prep.sweeps, every=prep.every,
+                     measure=prep.measure, analyse=prep.analyse, to_host=prep.backend.to_numpy, progress=progress,
+                     label=f"{prep.algorithm} [{prep.backend}]", sink=StoreSink(store, prep.backend, checkpoint_every),
+                     counters=counters, save_every=save_every)
+    result.meta = dict(prep.meta, **result.meta)
     return result
-
-
-def _acceptance(series):
-    import warnings
-
-    from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
-    if "acceptance" not in series or series["acceptance"].shape[0] == 0:
-        return Estimate(float("nan"), float("nan"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnreliableErrorWarning)
-        return gamma_method(series["acceptance"])
 
 
 def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint_every: int = 100,
@@ -210,11 +155,9 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     state = prep.kernel.init(prep.start)
     counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
     # commit 0: the start, so that a run killed during thermalisation restarts from it
-    store.commit({"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False, "finished": False,
-                  "backend": prep.backend.name, "device": device_spec(prep.backend)},
-                 {"state": _state_to_host(state, prep.backend), "rng": prep.rng.get_state(), "counters": counters})
-    return _loop(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
-                 progress=progress)
+    StoreSink(store, prep.backend, checkpoint_every).commit(state, prep.rng, counters, finished=False)
+    return _continue(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
+                     progress=progress)
 
 
 def _resolve_card(card: dict, couplings: Any = None) -> dict:
@@ -289,5 +232,5 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     if new != stored:
         store.group.attrs["card"] = new
     counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
-    return _loop(prep, store, state, counters, save_every=spec.save_every,
-                 checkpoint_every=spec.checkpoint_every, progress=progress)
+    return _continue(prep, store, state, counters, save_every=spec.save_every,
+                     checkpoint_every=spec.checkpoint_every, progress=progress)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._checks import positive_int, run_sizes
 from ..backends import get_backend
-from ..runs.driver import run
+from ..runs.driver import run, thermalise
 from ..runs.simulate import make_kernel
 from ..statistics import gamma_method
 from ..samplers import HMC, CheckerboardMetropolis, GaussianShift, RandomSiteMetropolis
@@ -41,9 +41,7 @@ def gradient_dataset(theory, L: int, n_configs: int, *, dim: int = 2, chains: in
     sign = xp.where(rng.uniform((chains,), xp.float64) < 0.5, xp.asarray(-1.0, dtype=xp.float64), xp.asarray(1.0, dtype=xp.float64))
     phi0 = xp.asarray(xp.broadcast_to(xp.reshape(sign, (chains,) + (1,) * dim), (chains,) + (L,) * dim), copy=True)
     local = CheckerboardMetropolis(theory, GaussianShift(1.0))
-    state = local.init(phi0)
-    for _ in range(therm):
-        state, _ = local.step(state, rng)
+    state = thermalise(local, phi0, rng, therm)
     res = run(HMC(theory, traj_length=1.0, n_steps=10), state.phi, rng,
               n_therm=therm, n_measure=per_chain, every=spacing, measure=lambda phi: {"phi": phi},
               analyse=lambda series: {}, to_host=be.to_numpy, progress=progress, label="training data")
@@ -80,9 +78,7 @@ def spin_dataset(theory, L: int, n_configs: int, *, algorithm: str = "swendsen-w
         rule = make_kernel(theory, "metropolis").rule
         V = L ** dim
         sweeper = RandomSiteMetropolis(theory, rule)
-        state = sweeper.init(s0)
-        for _ in range(-(-therm // V)):
-            state, _ = sweeper.step(state, rng)
+        state = thermalise(sweeper, s0, rng, -(-therm // V))
         s0 = state.spins
         kernel = RandomSiteMetropolis(theory, rule, updates=period)
         n_therm = 0
