@@ -26,6 +26,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from array_api_compat import array_namespace, device
 
+from ._json import json_ready
+
 __all__ = ["Estimate", "gamma_method", "chain_error", "derived", "combine", "split_rhat", "jackknife_blocks",
            "format_value", "UnreliableErrorWarning", "new_ensemble_id", "common_bins", "autocorrelation"]
 
@@ -74,7 +76,7 @@ class Estimate:
         out = {"value": self.value, "error": self.error, "tau_int": self.tau_int}
         if math.isfinite(self.rhat):
             out["rhat"] = self.rhat
-        return {k: (v if math.isfinite(v) else None) for k, v in out.items()}
+        return json_ready(out)
 
     def __str__(self) -> str:
         return format_value(self.value, self.error)

@@ -12,19 +12,17 @@ Host-side: the streams are read from zarr as host NumPy arrays.
 """
 from __future__ import annotations
 
-import math
 import operator
 import sys
 import warnings
 from typing import Any
 
-from ..observables import ensemble_phi4, ensemble_spins
+from .._json import json_ready
+from ..samplers.base import INFO_SERIES as SAMPLER_SERIES
 from ..statistics import Estimate, autocorrelation, format_value
 from .cards import theory_from_card
 from .driver import FrozenChainWarning
-from ..samplers.base import INFO_SERIES as SAMPLER_SERIES
-from ..theories import family_of
-from .spec import KNOB_TYPES, family_of_card, with_sampler_series
+from .spec import KNOB_TYPES, RunSpec, analyse_ensemble, family_of_card
 from .storage import EnsembleStore
 
 __all__ = ["analyse_store", "analyse_series", "print_analysis", "autocorrelation", "check_discard",
@@ -51,13 +49,7 @@ def analyse_series(series: dict, card: dict, couplings: Any = None) -> dict[str,
     """name -> Estimate for the streams ``series`` (name -> (n, chains)) of a run with ``card``:
     the ensemble quantities of the card's theory and the Gamma method on the sampler series."""
     theory = theory_from_card(card, couplings=couplings)
-    L, dim = card["L"], card.get("dim", 2)
-    volume = L ** dim
-    if family_of(theory).discrete:
-        out = ensemble_spins(series, volume, theory)
-    else:
-        out = ensemble_phi4(series, volume, L)
-    out = with_sampler_series(out, series)
+    out = analyse_ensemble(series, theory, card["L"], card.get("dim", RunSpec.dim))
     acc = series.get("acceptance")
     if acc is not None and not bool((acc > 0).any()):
         # the driver's rule: a chain that never moved has no honest error
@@ -69,7 +61,7 @@ def analyse_series(series: dict, card: dict, couplings: Any = None) -> dict[str,
 
 
 def _finite(x: float):
-    return x if isinstance(x, (int, float)) and math.isfinite(x) else None  # JSON has no NaN
+    return json_ready(x) if isinstance(x, (int, float)) else None
 
 
 def _estimate_json(e: Estimate) -> dict:
@@ -120,7 +112,7 @@ def analyse_store(path: str, discard: int = 0) -> dict:
     names = _ordered([n for n in estimates if n not in SAMPLER_SERIES], fam)
     chains = next(iter(series.values())).shape[1]
     return {"path": str(path), "card": card, "physics_hash": store.physics_hash,
-            "versions": dict(store.group.attrs.get("versions", {})),
+            "versions": store.versions, "format": store.format,
             "n_meas": n_meas, "n_saved": store.n_saved, "finished": bool(store.commit_record.get("finished", False)),
             "discard": discard, "analysed": n_meas - discard, "chains": int(chains), "family": fam.name,
             "observables": {n: _estimate_json(estimates[n]) for n in names},

@@ -19,8 +19,10 @@ __all__ = ["CARD_KEYS", "PHYSICS_KEYS", "RUN_LENGTH_KEYS", "read_card", "theory_
 #: what a continuation may change: run length and output cadence (and, on request, where it runs)
 RUN_LENGTH_KEYS = ("sweeps", "save_every", "checkpoint_every", "compile")
 PLACEMENT_KEYS = ("backend", "device")
+#: how the run is stored: chosen when the store is made, recognised when it is opened
+STORAGE_KEYS = ("format",)
 #: what defines the physics and the chain: a resume refuses to change any of them
-PHYSICS_KEYS = tuple(k for k in CARD_KEYS if k not in RUN_LENGTH_KEYS + PLACEMENT_KEYS)
+PHYSICS_KEYS = tuple(k for k in CARD_KEYS if k not in RUN_LENGTH_KEYS + PLACEMENT_KEYS + STORAGE_KEYS)
 
 
 class CardError(ValueError):

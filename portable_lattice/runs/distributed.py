@@ -45,14 +45,14 @@ import math
 import numbers
 import os
 import re
-import shutil
 import sys
 import time
 import warnings
 from typing import Any
 
-from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card
+from .._json import json_ready
 from ..theories.base import FAMILIES
+from .cards import CARD_KEYS, PHYSICS_KEYS, PLACEMENT_KEYS, check_card
 from .spec import MODEL_KEYS, RunSpec, family_of_card
 
 __all__ = ["parse_sets", "scan", "print_scan", "grid_points", "point_card", "point_name", "task_seed",
@@ -287,7 +287,7 @@ class _Lock:
 
 
 def _json_number(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+    return json_ready(float(x))
 
 
 def _estimates(obs: dict) -> dict:
@@ -300,25 +300,13 @@ def _prepare(pc: dict):
     return prep, prep.card()
 
 
-def _clear_uncommitted(path: str) -> None:
-    """A directory left by a task killed before its first commit holds nothing committed: remove it
-    (only if it holds nothing but what a store writes)."""
-    from .storage import COMMIT, GROUP
-    names = os.listdir(path)
-    ours = all(n == GROUP or n.startswith(("checkpoint-", COMMIT + ".tmp-")) for n in names)
-    if not ours:
-        raise ValueError(f"{path!r} exists, holds no ensemble and is not empty ({', '.join(sorted(names)[:3])}); "
-                         "move it away or choose another --out")
-    shutil.rmtree(path)
-
-
 def _run_point(pc: dict, path: str, progress: bool) -> tuple[str, Any]:
     """Run, resume or skip one point; returns (status, observables as Estimates)."""
     from .production import resume, run_to_store
-    from .storage import COMMIT, EnsembleStore
+    from .storage import COMMIT, EnsembleStore, remove_uncommitted
     prep, resolved = _prepare(pc)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, COMMIT)):
-        _clear_uncommitted(path)
+        remove_uncommitted(path)  # a task killed before its first commit left nothing committed
     if not os.path.exists(path):
         result = run_to_store(prep, path, save_every=resolved["save_every"],
                               checkpoint_every=resolved["checkpoint_every"], progress=progress)

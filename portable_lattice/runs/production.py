@@ -66,7 +66,7 @@ def card_of(prep: PreparedRun, save_every: int, checkpoint_every: int) -> dict:
 def _versions() -> dict:
     from .. import __version__
     out = {"portable_lattice": __version__, "python": sys.version.split()[0]}
-    for mod in ("numpy", "scipy", "zarr", "array_api_compat", "torch", "cupy"):
+    for mod in ("numpy", "scipy", "zarr", "h5py", "array_api_compat", "torch", "cupy"):
         m = sys.modules.get(mod)
         if m is not None:
             out[mod] = getattr(m, "__version__", "?")
@@ -151,7 +151,8 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     config_shape = (prep.meta["chains"],) + (prep.meta["L"],) * prep.meta["dim"]
     config_dtype = prep.theory.family.config_dtype(prep.meta["dtype"])
     store = EnsembleStore.create(out, card, physics_hash(card), _versions(), config_shape, config_dtype,
-                                 None if couplings is None else prep.backend.to_numpy(couplings))
+                                 None if couplings is None else prep.backend.to_numpy(couplings),
+                                 format=prep.spec.format if prep.spec is not None else "zarr")
     state = prep.kernel.init(prep.start)
     counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
     # commit 0: the start, so that a run killed during thermalisation restarts from it
@@ -189,6 +190,9 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     placed = {k: store.commit_record.get(k, stored.get(k)) for k in PLACEMENT_KEYS}
     new = dict(stored, **placed)
     if card is not None:
+        if card.get("format", store.format) != store.format:
+            raise ValueError(f"resume refuses a changed format: the store at {path!r} is {store.format!r}, "
+                             f"the card says format = {card['format']!r}")
         given = _resolve_card(card, store.couplings())
         for key in sorted(set(stored) | set(given)):
             if key in PHYSICS_KEYS and key not in ("couplings", "couplings_seed") \
@@ -211,7 +215,8 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
                          f"pass --allow-backend-change to continue there (statistically equal, not bit-identical)")
     couplings = store.couplings()
     # validated as a whole before the store is touched: a bad value never reaches the stored card
-    spec = RunSpec.from_card({k: v for k, v in new.items() if k not in PLACEMENT_KEYS}, backend=be,
+    spec = RunSpec.from_card(dict({k: v for k, v in new.items() if k not in PLACEMENT_KEYS}, format=store.format),
+                             backend=be,
                              couplings=None if couplings is None else be.from_numpy(couplings))
     if spec.sweeps < store.n_meas:
         raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
@@ -230,7 +235,7 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     else:
         prep.rng.set_state(cp["rng"])
     if new != stored:
-        store.group.attrs["card"] = new
+        store.set_card(new)
     counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
     return _continue(prep, store, state, counters, save_every=spec.save_every,
                      checkpoint_every=spec.checkpoint_every, progress=progress)

@@ -25,7 +25,7 @@ def simulate(theory: Any, *, L: int = _D.L, dim: int = _D.dim, algorithm: str | 
              chains: int = _D.chains, therm: int = _D.therm, sweeps: int = _D.sweeps, every: int = _D.every,
              seed: int = _D.seed, progress: bool | None = None, start: Any = None, compile: bool = _D.compile,
              out: str | None = None, save_every: int = _D.save_every, checkpoint_every: int = _D.checkpoint_every,
-             stream: str = _D.stream, **knobs) -> RunResult:
+             stream: str = _D.stream, format: str = _D.format, **knobs) -> RunResult:
     """Sample ``theory`` on an ``L**dim`` torus and analyse the run.
 
     Parameters
@@ -71,6 +71,9 @@ def simulate(theory: Any, *, L: int = _D.L, dim: int = _D.dim, algorithm: str | 
         With ``out``: save a configuration every this many measurements (0: none).
     checkpoint_every : int
         With ``out``: commit measurements and a checkpoint every this many measurements.
+    format : {"zarr", "hdf5"}
+        With ``out``: the store's format (:mod:`portable_lattice.runs.storage`); ``resume``
+        and the analysis recognise it. "hdf5" needs the ``hdf5`` extra (h5py).
     stream : {"native", "philox"}
         The random numbers: the backend's own generator, or the counter-based
         Philox4x32-10 stream of :mod:`portable_lattice.philox`, whose words and
@@ -92,7 +95,8 @@ def simulate(theory: Any, *, L: int = _D.L, dim: int = _D.dim, algorithm: str | 
     """
     spec = RunSpec(theory, L=L, dim=dim, algorithm=algorithm, knobs=knobs, backend=backend, device=device,
                    dtype=dtype, stream=stream, chains=chains, therm=therm, sweeps=sweeps, every=every, seed=seed,
-                   compile=compile, out=out, save_every=save_every, checkpoint_every=checkpoint_every)
+                   compile=compile, out=out, save_every=save_every, checkpoint_every=checkpoint_every,
+                   format=format)
     return run_spec(spec, start=start, progress=progress)
 
 

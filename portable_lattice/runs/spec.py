@@ -23,13 +23,14 @@ import os
 from typing import Any, Callable, Mapping
 
 from .._checks import as_int, choice, nonnegative_int, positive_float, positive_int, run_sizes
+from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
 from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
            "MODEL_KEYS", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
-           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory"]
+           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble"]
 
 
 def family(theory: Any) -> str:
@@ -241,7 +242,7 @@ class RunSpec:
     ``knobs`` are stored resolved (the family's default algorithm, every knob with
     its kernel default). ``sweeps`` is the number of measurements, ``every`` the
     steps between two of them. ``out`` (a directory) makes a run on disk with
-    ``save_every`` and ``checkpoint_every``.
+    ``save_every`` and ``checkpoint_every``, in the store ``format`` ("zarr" or "hdf5").
     """
 
     theory: Any
@@ -262,6 +263,7 @@ class RunSpec:
     out: str | None = None
     save_every: int = 0
     checkpoint_every: int = 100
+    format: str = "zarr"
 
     def __post_init__(self):
         s = self._set
@@ -278,6 +280,8 @@ class RunSpec:
         _boolean("compile", self.compile)
         nonnegative_int("save_every", self.save_every)
         positive_int("checkpoint_every", self.checkpoint_every)
+        from .storage import FORMATS  # the registry of store formats (host-I/O modules)
+        choice("format", self.format, FORMATS)
         if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or not str(self.out)):
             raise ValueError(f"out must be a directory path, got out={self.out!r}")
         fam = family_of(self.theory)
@@ -361,7 +365,7 @@ CARD_KEYS = ("model",) + tuple(dict.fromkeys(k for ks in MODEL_KEYS.values() for
     + RUN_KEYS
 #: each card key's type (a float key takes an int too)
 KEY_TYPES: dict[str, type] = dict({k: float for k in _ALL_MODEL_KEYS}, **_COUPLING_TYPES, **KNOB_TYPES,
-                                  model=str, algorithm=str, backend=str, device=str, dtype=str, stream=str,
+                                  model=str, algorithm=str, backend=str, device=str, dtype=str, stream=str, format=str,
                                   compile=bool,
                                   **{k: int for k in ("L", "dim", "chains", "therm", "sweeps", "every", "seed",
                                                       "save_every", "checkpoint_every")})
@@ -389,16 +393,24 @@ def with_sampler_series(out: dict, series: dict) -> dict:
     return out
 
 
-def _measurement(theory, fam, dt, L: int, dim: int):
-    from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
-    volume = L ** dim
-    with_info = with_sampler_series
+#: each family's measurement of one configuration, (config, theory, dtype) -> {name: (chains,)},
+#: and its ensemble analysis, (series, theory, L, dim) -> {name: Estimate}
+OBSERVABLES: dict[str, tuple[Callable, Callable]] = {
+    "field": (lambda x, theory, dt: measure_phi4(x, theory),
+              lambda series, theory, L, dim: ensemble_phi4(series, L ** dim, L)),
+    "spins": (lambda x, theory, dt: measure_spins(x, theory, dt),
+              lambda series, theory, L, dim: ensemble_spins(series, L ** dim, theory)),
+}
 
-    if fam.discrete:
-        return (lambda s: measure_spins(s, theory, dt),
-                lambda series: with_info(ensemble_spins(series, volume, theory), series))
-    return (lambda phi: measure_phi4(phi, theory),
-            lambda series: with_info(ensemble_phi4(series, volume, L), series))
+
+def analyse_ensemble(series: dict, theory: Any, L: int, dim: int) -> dict:
+    """The family's ensemble quantities of ``series`` and the Gamma method on the sampler series."""
+    return with_sampler_series(OBSERVABLES[family(theory)][1](series, theory, L, dim), series)
+
+
+def _measurement(theory, fam, dt, L: int, dim: int):
+    measure = OBSERVABLES[fam.name][0]
+    return (lambda x: measure(x, theory, dt), lambda series: analyse_ensemble(series, theory, L, dim))
 
 
 class _Compiled:

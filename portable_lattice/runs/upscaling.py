@@ -7,9 +7,13 @@ measured (Eq. 14 of [IRG]) at K_c. The levels of one configuration are correlate
 (each is drawn from the one before), so all levels share one ensemble label and one
 jackknife binning over configurations: the finite-size-scaling exponents from pairs
 (L, L/4) then carry the right errors.
+
+A kernel is kept as JSON (:func:`save_kernel_model`, :func:`load_kernel_model`): its
+weights in the paper's convention and where they came from, nothing executable.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -23,9 +27,10 @@ from ..observables import ensemble_spins, fss_exponent, measure_spins
 from ..rg.upscaling import CONVENTIONS, n_parameters, random_spins, upscale
 from ..statistics import new_ensemble_id
 from ..theories import Ising
+from .._json import dumps
 from .spec import host_memory
 
-__all__ = ["generate_and_analyse"]
+__all__ = ["generate_and_analyse", "save_kernel_model", "load_kernel_model"]
 
 #: observables reported per size
 REPORTED = ("m_abs", "chi", "c_me", "heat_capacity", "binder", "energy")
@@ -104,3 +109,32 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
             "configs": configs, "backend": be.name, "sizes": out_sizes, "exponents": exponents,
             "timing": {"generate_seconds": seconds,
                        "site_samples_per_second": samples / seconds if seconds > 0 else math.nan}}
+
+
+#: the format tag of a saved kernel
+KERNEL_MODEL_FORMAT = "portable_lattice.upscaler/1"
+
+
+def save_kernel_model(path: str, k: int, weights: Any, info: dict) -> None:
+    """Write a k x k kernel as JSON: ``weights`` in the paper's convention, and the provenance in
+    ``info`` (its "weighted", "loss" and "data" entries, as :func:`~portable_lattice.nn.upscaler.train_upscaler`
+    returns them). A non-finite number (a failed fit's loss) is written as null: JSON has no NaN."""
+    blob = {"format": KERNEL_MODEL_FORMAT, "k": k, "weights": [float(w) for w in weights], "convention": "paper",
+            "provenance": {key: info[key] for key in ("weighted", "loss", "data") if key in info}}
+    with open(path, "w") as f:
+        f.write(dumps(blob, indent=1))
+
+
+def load_kernel_model(path: str, k: int) -> tuple[list[float], dict]:
+    """The weights (paper convention) and provenance of a kernel saved by :func:`save_kernel_model`;
+    ValueError when the file cannot be read, is not a saved kernel, or holds another kernel size than ``k``."""
+    try:
+        with open(path) as f:
+            blob = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read --net {path!r}: {e}") from e
+    if not isinstance(blob, dict) or blob.get("format") != KERNEL_MODEL_FORMAT:
+        raise ValueError(f"--net {path!r} is not a saved upscaler (format {KERNEL_MODEL_FORMAT})")
+    if blob.get("k") != k:
+        raise ValueError(f"--net {path!r} is a k={blob.get('k')} model, but --k {k} was asked for")
+    return [float(w) for w in blob["weights"]], dict(blob.get("provenance") or {})

@@ -82,6 +82,10 @@ class SpinTheory(Protocol):
     def params(self) -> dict: ...
 
 
+#: every family by name (each registers itself when it is made)
+FAMILIES: dict[str, "Family"] = {}
+
+
 @dataclass(frozen=True, eq=False)
 class Family:
     """What every theory of one kind shares, named by the theory (``theory.family``).
@@ -105,6 +109,11 @@ class Family:
     summary: tuple[str, ...]
     histories: tuple[str, ...]
 
+    def __post_init__(self):
+        if self.name in FAMILIES:
+            raise ValueError(f"a family named {self.name!r} exists already")
+        FAMILIES[self.name] = self  # a new family (in its theory's module) registers itself
+
     def config_dtype(self, dtype: str) -> str:
         """The dtype a stored configuration has in a run of float ``dtype``."""
         return "int8" if self.discrete else dtype
@@ -120,10 +129,6 @@ FIELD = Family("field", False, FieldTheory,
 SPINS = Family("spins", True, SpinTheory,
                reported=("energy", "m", "m_abs", "m2", "m4", "chi", "heat_capacity", "binder", "c_me"),
                summary=("energy", "m_abs", "chi", "binder", "acceptance"), histories=("m", "m_abs", "energy"))
-
-
-#: every family by name
-FAMILIES = {f.name: f for f in (FIELD, SPINS)}
 
 
 def family_of(theory: Any) -> Family:

@@ -1,0 +1,24 @@
+"""``portable-lattice plot``: histories, autocorrelations and histograms of a stored run."""
+from __future__ import annotations
+
+from ._common import exits_2
+
+
+def add_parser(sub) -> None:
+    pl = sub.add_parser("plot", help="Monte Carlo histories, autocorrelations and histograms of a stored run "
+                                     "(needs matplotlib)")
+    pl.add_argument("dir", help="ensemble directory")
+    pl.add_argument("--out", help="folder for the PNG files (default: DIR/plots)")
+
+
+def main(args, ap) -> int:
+    prog = "portable-lattice plot"
+    try:
+        from ..runs.plots import plot_store
+    except ImportError as e:
+        ap.exit(2, f"{prog}: error: needs matplotlib: pip install 'portable_lattice[plot]' ({e})\n")
+    with exits_2(prog, ap):
+        paths = plot_store(args.dir, args.out)
+    for path in paths:
+        print(path)
+    return 0

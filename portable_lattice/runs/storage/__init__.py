@@ -1,0 +1,18 @@
+"""Ensembles on disk: one interface, two formats (zarr, the default, and HDF5).
+
+:class:`EnsembleStore` is the interface every format implements (create, open, append, commit,
+series, fields, checkpoint, card, versions; :func:`remove_uncommitted`), with the commit
+protocol shared; ``EnsembleStore.create(..., format="hdf5")`` picks a format and
+``EnsembleStore.open(path)`` recognises it. These are the library's host-I/O modules (they
+import NumPy, zarr and h5py; the purity test names them).
+"""
+from . import zarr_store as _zarr_store  # noqa: F401  (registers the format, the default first)
+from . import hdf5_store as _hdf5_store  # noqa: F401  (registers the format)
+from .base import (COMMIT, FORMATS, STORE_FORMAT, EnsembleStore, StoreError, detect_format, open_ensemble,
+                   remove_uncommitted)
+from .files import atomic_write, from_json_safe, load_configurations, load_couplings, to_json_safe
+from .zarr_store import GROUP
+
+__all__ = ["EnsembleStore", "StoreError", "FORMATS", "STORE_FORMAT", "COMMIT", "GROUP", "open_ensemble",
+           "remove_uncommitted", "detect_format", "load_couplings", "load_configurations", "atomic_write",
+           "to_json_safe", "from_json_safe"]
