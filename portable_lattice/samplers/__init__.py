@@ -5,8 +5,10 @@
 * Cluster updates (:mod:`.clusters`): Swendsen-Wang, Wolff.
 * HMC (:mod:`.hmc`), Langevin and MALA (:mod:`.langevin`).
 * Independence Metropolis for global proposals with a log-density (:mod:`.independence`).
+* Composite kernels (:mod:`.cycle`): several kernels in turn as one step.
 """
 from .base import FieldState, Info, SpinState
+from .cycle import Cycle
 from .clusters import SwendsenWang, Wolff, cluster_ids, cluster_labels, label_propagation
 from .heatbath import HeatBath
 from .hmc import HMC, INTEGRATORS, LEAPFROG, OMELYAN, Integrator, integrate
@@ -21,4 +23,4 @@ __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "
            "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
            "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
            "IndependenceMetropolis", "PoolProposal", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
-           "learned_energy_metropolis"]
+           "learned_energy_metropolis", "Cycle"]

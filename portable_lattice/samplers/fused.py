@@ -86,22 +86,22 @@ def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> 
     """The plan of one fused checkerboard sweep (both parities, ``hits`` per site), or a
     ValueError/TypeError naming what no fused kernel does."""
     d = _check_dim(x)
-    rname = type(rule).__name__
-    if rname == "GaussianShift" and hasattr(theory, "local_constants"):
+    kind = rule.fused_kind(theory)  # the rule knows its fast path (a subclass inherits it)
+    if kind == "phi4":
         field = _float_name(x, x.dtype)
         if _float_name(x, dtype) != field:
             raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
         # draws per sweep: a normal and a uniform per hit and parity
         return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
                 "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 4 * hits}
-    if rname == "SpinFlip" and hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table"):
+    if kind == "ising":
         if "int8" not in str(x.dtype):
             raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
         # draws per sweep: 32 random bits per hit and parity
         return {"kind": "ising", "dim": d, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
                 "offset": 4 * d + 1, "block_index": _block_index(d), "draws_per_sweep": 2 * hits}
-    raise ValueError(f"no fused checkerboard kernel for the rule {rname} on {type(theory).__name__} (there are "
-                     f"two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
+    raise ValueError(f"no fused checkerboard kernel for the rule {type(rule).__name__} on {type(theory).__name__} "
+                     f"(there are two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
 
 
 def hmc_plan(hmc: Any, phi: Any) -> dict:

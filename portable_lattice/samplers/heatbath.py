@@ -28,6 +28,7 @@ class HeatBath(Rule):
     """Heat-bath rule: s_x ~ exp(-beta E_x(s_x)) / sum_t exp(-beta E_x(t)) given the neighbours."""
 
     reports = "changed"
+    always_accepts = True
 
     def check(self, theory: Any) -> None:
         if not hasattr(theory, "local_log_weights"):
@@ -36,7 +37,8 @@ class HeatBath(Rule):
     def site_draws(self, theory, rng, n, chains, dtype):
         raise ValueError("the heat bath runs on the checkerboard (algorithm='heatbath'), not at random sites")
 
-    def masked_update(self, theory, s, mask, rng, dtype, ctx):
+    def masked_proposal(self, theory, s, mask, rng, dtype, ctx):
+        """The conditional draw at every site (no action difference: it is always accepted)."""
         xp = array_namespace(s)
         dev = device_of(s)
         values = theory.state_values()
@@ -57,8 +59,7 @@ class HeatBath(Rule):
             pick = (r < cum) & ~chosen
             new = xp.where(pick, xp.asarray(v, dtype=s.dtype, device=dev), new)
             chosen = chosen | pick
-        changed = mask & (new != s)
-        return xp.where(changed, new, s), count_per_chain(changed, dtype)
+        return new, None
 
     def blocked(self, theory) -> bool:
         return _uniform_couplings(theory)

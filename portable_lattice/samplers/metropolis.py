@@ -25,7 +25,7 @@ from .._checks import choice, positive_int
 from ..lattice import Checkerboard, neighbour_table, parity, sublattice_masks, volume
 from . import fused
 from .base import FieldState, Info, SpinState, check_theory_field, log_uniform
-from .rules import EnergyModelUpdate, Site, SurrogateShift
+from .rules import EnergyModelUpdate, Site, SurrogateShift, masked_metropolis
 
 __all__ = ["RandomSiteMetropolis", "CheckerboardMetropolis", "SublatticeMetropolis", "PEM", "learned_energy_metropolis",
            "surrogate_metropolis"]
@@ -177,8 +177,9 @@ class CheckerboardMetropolis(_Loop):
 
     def _thresholds(self, xp, dim, dev):
         key = (xp.__name__, str(dev), dim)
-        if key not in self._tables:
-            self._tables[key] = xp.asarray(self.rule.block_tables(self.theory, dim), dtype=xp.int32, device=dev)
+        if key not in self._tables:  # integer thresholds of the rule's blocked update, if it has them
+            tables = self.rule.block_tables(self.theory, dim)
+            self._tables[key] = None if tables is None else xp.asarray(tables, dtype=xp.int32, device=dev)
         return self._tables[key]
 
     def step(self, state, rng):
@@ -191,8 +192,9 @@ class CheckerboardMetropolis(_Loop):
             x, counts = self._fused_step(x, rng, xp, dtype)
         elif self.rule.blocked(self.theory):
             board = Checkerboard(x.ndim - 1)
-            if hasattr(self.rule, "block_tables"):
-                ctx["thresholds"] = self._thresholds(xp, board.dim, device_of(x))
+            thresholds = self._thresholds(xp, board.dim, device_of(x))
+            if thresholds is not None:
+                ctx["thresholds"] = thresholds
             # work in the blocked layout so random numbers and arithmetic touch only the
             # V/2 sites being updated (no masks over the whole lattice)
             halves = list(board.split(x))
@@ -205,7 +207,7 @@ class CheckerboardMetropolis(_Loop):
             even = parity(xp, x.shape[1], x.ndim - 1, device_of(x)) == 0
             for mask in (even, ~even):
                 for _ in range(self.hits):
-                    x, n = self.rule.masked_update(self.theory, x, mask, rng, dtype, ctx)
+                    x, n = masked_metropolis(self.rule, self.theory, x, mask, rng, dtype, ctx)
                     counts = n if counts is None else counts + n
         hits = self.hits if self.rule.reports == "acceptance" else 1
         return _state(x, self._spins(x)), _info(self.rule, counts, volume(x) * hits)
@@ -260,7 +262,7 @@ class SublatticeMetropolis(_Loop):
         ctx = dict(self.rule.prepare(self.theory, x, dtype), dtype=dtype)
         counts = xp.zeros(x.shape[0], dtype=dtype, device=device_of(x))
         for mask in sublattice_masks(xp, x.shape[1], x.ndim - 1, self.stride, device_of(x)):
-            x, n = self.rule.masked_update(self.theory, x, mask, rng, dtype, ctx)
+            x, n = masked_metropolis(self.rule, self.theory, x, mask, rng, dtype, ctx)
             counts = counts + n
         return _state(x, self._spins(x)), _info(self.rule, counts, volume(x))
 

@@ -1,21 +1,29 @@
 r"""Proposal rules for the Metropolis loops (NetKet's ``MetropolisRule`` pattern).
 
 A rule says what is proposed at a site and what it costs; a loop in
-:mod:`portable_lattice.samplers.metropolis` says which sites are visited. A rule
-implements some of three entry points, one per layout:
+:mod:`portable_lattice.samplers.metropolis` says which sites are visited and owns
+the Metropolis test. The seam is :class:`Rule`; a rule implements the entry points of
+the layouts it supports:
 
 ``site_draws`` / ``site_update``
     one site per chain at a time (the random-site loop): given the site's value,
     its neighbours and the rule's random input, return the proposal and its
     local action difference.
-``masked_update``
+``masked_proposal``
     every site of a mask at once, on the whole lattice (sublattice and generic
-    checkerboard loops): the sites of a mask share no neighbour (or no receptive
-    field), so their updates are independent.
+    checkerboard loops): the proposal for every site and its local action
+    difference (the sites of a mask share no neighbour, or no receptive field, so
+    their updates are independent); the loop draws the uniforms and accepts
+    (:func:`masked_metropolis`). A rule with ``always_accepts`` (the heat bath)
+    returns no difference: its proposal is a draw from the conditional distribution.
 ``block_draws`` / ``block_update``
     one parity of the blocked checkerboard layout
     (:class:`~portable_lattice.lattice.Checkerboard`): the fast path, where the
-    arithmetic touches only the V/2 sites being updated.
+    arithmetic touches only the V/2 sites being updated; the accept step is part of
+    the unit a backend accelerates, so it stays inside.
+``fused_kind``
+    which fused sweep (:mod:`~portable_lattice.samplers.fused`) runs the rule on a
+    theory, if any: a subclass keeps its parent's fast path.
 
 The rule never reads a coupling: the theory gives the local action difference
 (``local_delta_action`` for fields, ``delta_action`` / ``site_delta_action``
@@ -24,7 +32,7 @@ for spins) or integer acceptance thresholds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from array_api_compat import array_namespace
 
@@ -33,7 +41,7 @@ from .._delegation import accelerated
 from ..theories.base import family_of
 from .base import count_per_chain, log_uniform
 
-__all__ = ["Rule", "Site", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
+__all__ = ["Rule", "Site", "masked_metropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
            "check_gradient"]
 
 
@@ -55,17 +63,56 @@ class Site(NamedTuple):
     config: Any
 
 
-class Rule:
-    """What every rule shares by default: nothing prepared per step, no blocked fast path,
-    and it reports an acceptance. Rules override what they have."""
+@runtime_checkable
+class Rule(Protocol):
+    """The seam between a Metropolis loop and a proposal. Every rule checks its theory and
+    proposes at masked sites; the random-site and blocked layouts and a fused kernel are
+    optional (the defaults below say "not supported"). ``reports`` names what the loop
+    reports per step ("acceptance" or "changed"); ``always_accepts`` marks a rule whose
+    proposal is an exact conditional draw (no Metropolis test)."""
 
     reports = "acceptance"
+    always_accepts = False
+
+    def check(self, theory: Any) -> None:
+        """Raise a ValueError naming the theory when the rule cannot act on it."""
+        ...
+
+    def masked_proposal(self, theory: Any, x: Any, mask: Any, rng: Any, dtype: Any, ctx: dict) -> tuple:
+        """(proposal, local action difference) at every site (the loop uses the masked ones)."""
+        ...
 
     def prepare(self, theory: Any, x: Any, dtype: Any) -> dict:
         return {}
 
+    def site_draws(self, theory: Any, rng: Any, n: int, chains: int, dtype: Any) -> tuple:
+        raise ValueError(f"{type(self).__name__} has no random-site update")
+
+    def site_update(self, theory: Any, site: Site, draws: tuple, ctx: dict) -> tuple:
+        raise ValueError(f"{type(self).__name__} has no random-site update")
+
     def blocked(self, theory: Any) -> bool:
         return False
+
+    def block_tables(self, theory: Any, dim: int) -> Any:
+        return None
+
+    def fused_kind(self, theory: Any) -> str | None:
+        return None
+
+
+def masked_metropolis(rule: Any, theory: Any, x: Any, mask: Any, rng: Any, dtype: Any, ctx: dict) -> tuple:
+    """One masked update with the loop's Metropolis test: the rule proposes, the loop draws a
+    uniform per site (after the rule's own draws) and accepts with min(1, exp(-dS)); NaN dS is
+    rejected. An ``always_accepts`` rule's proposal is taken where it changes a site. Returns the
+    new configuration and the accepted (changed) sites per chain."""
+    xp = array_namespace(x)
+    t, dS = rule.masked_proposal(theory, x, mask, rng, dtype, ctx)
+    if rule.always_accepts:
+        acc = mask & (t != x)
+    else:
+        acc = mask & (log_uniform(rng, tuple(x.shape), dtype) < -dS)
+    return xp.where(acc, t, x), count_per_chain(acc, dtype)
 
 
 # --- fields ---------------------------------------------------------------------------------
@@ -92,18 +139,17 @@ class GaussianShift(Rule):
         return site.value + delta, theory.local_delta_action(site.value, delta, grad)
 
     # masked (sublattice, generic checkerboard)
-    def masked_update(self, theory, x, mask, rng, dtype, ctx):
-        xp = array_namespace(x)
-        shape = tuple(x.shape)
-        delta = self.step_size * rng.normal(shape, dtype)
-        log_u = log_uniform(rng, shape, dtype)
-        dS = theory.local_delta_action(x, delta, theory.grad_action(x))
-        acc = mask & (log_u < -dS)  # NaN dS is rejected
-        return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
+    def masked_proposal(self, theory, x, mask, rng, dtype, ctx):
+        delta = self.step_size * rng.normal(tuple(x.shape), dtype)
+        return x + delta, theory.local_delta_action(x, delta, theory.grad_action(x))
 
     # blocked checkerboard
     def blocked(self, theory) -> bool:
         return True
+
+    def fused_kind(self, theory) -> str | None:
+        # the fused phi^4 sweep needs the theory's local constants (Phi4)
+        return "phi4" if callable(getattr(theory, "local_constants", None)) else None
 
     def block_draws(self, rng, shape, dtype, hits: int, scaled: bool = True) -> tuple:
         """Per hit a normal, then a uniform's logarithm (:func:`~.base.log_uniform`); the normals
@@ -221,14 +267,13 @@ class SurrogateShift(Rule):
         v = None if var is None else xp.take(xp.reshape(var, (-1,)), site.flat_index)
         return site.value + delta, self._delta_action(theory, site.value, delta, g, v)
 
-    def masked_update(self, theory, x, mask, rng, dtype, ctx):
-        xp = array_namespace(x)
-        shape = tuple(x.shape)
+    def masked_proposal(self, theory, x, mask, rng, dtype, ctx):
         mean, var = self._evaluate(x)  # one provider call serves the whole sublattice
-        delta = self.step_size * rng.normal(shape, dtype)
-        log_u = log_uniform(rng, shape, dtype)
-        acc = mask & (log_u < -self._delta_action(theory, x, delta, mean, var))  # NaN is rejected
-        return xp.where(acc, x + delta, x), count_per_chain(acc, dtype)
+        delta = self.step_size * rng.normal(tuple(x.shape), dtype)
+        return x + delta, self._delta_action(theory, x, delta, mean, var)
+
+    def fused_kind(self, theory) -> str | None:
+        return None  # a surrogate's gradient is not the exact one a fused sweep computes
 
 
 # --- spins ----------------------------------------------------------------------------------
@@ -264,14 +309,14 @@ class SpinFlip(Rule):
         return t, theory.site_delta_action(site.value, t, site.neighbours, site.index, ctx["dtype"],
                                            **({"table": ctx["table"]} if "table" in ctx else {}))
 
-    def masked_update(self, theory, s, mask, rng, dtype, ctx):
-        xp = array_namespace(s)
-        t = -s
-        acc = mask & (log_uniform(rng, tuple(s.shape), dtype) < -theory.delta_action(t, s, dtype))
-        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+    def masked_proposal(self, theory, s, mask, rng, dtype, ctx):
+        return -s, theory.delta_action(-s, s, dtype)
 
     def blocked(self, theory) -> bool:
         return _uniform_couplings(theory)
+
+    def fused_kind(self, theory) -> str | None:
+        return "ising" if _uniform_couplings(theory) else None
 
     def block_tables(self, theory, dim: int) -> list:
         return theory.flip_thresholds(dim)
@@ -316,12 +361,9 @@ class StateShift(Rule):
         t = (site.value + 1 + k) % theory.q
         return t, theory.site_delta_action(site.value, t, site.neighbours, site.index, ctx["dtype"])
 
-    def masked_update(self, theory, s, mask, rng, dtype, ctx):
-        xp = array_namespace(s)
-        shape = tuple(s.shape)
-        t = (s + 1 + _state_offsets(theory, rng, shape)) % theory.q
-        acc = mask & (log_uniform(rng, shape, dtype) < -theory.delta_action(t, s, dtype))
-        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+    def masked_proposal(self, theory, s, mask, rng, dtype, ctx):
+        t = (s + 1 + _state_offsets(theory, rng, tuple(s.shape))) % theory.q
+        return t, theory.delta_action(t, s, dtype)
 
 
 @dataclass(frozen=True)
@@ -359,10 +401,8 @@ class EnergyModelUpdate(Rule):
         t = self._propose(theory, site.value, draws[0] if draws else None)
         return t, theory.site_change_action(site.config, site.index, t, ctx["dtype"])
 
-    def masked_update(self, theory, s, mask, rng, dtype, ctx):
+    def masked_proposal(self, theory, s, mask, rng, dtype, ctx):
         xp = array_namespace(s)
-        shape = tuple(s.shape)
-        k = None if theory.q == 2 else _state_offsets(theory, rng, shape)
-        t = xp.where(mask, self._propose(theory, s, k), s)
-        acc = mask & (log_uniform(rng, shape, dtype) < -theory.masked_delta_action(s, t, dtype))
-        return xp.where(acc, t, s), count_per_chain(acc, dtype)
+        k = None if theory.q == 2 else _state_offsets(theory, rng, tuple(s.shape))
+        t = xp.where(mask, self._propose(theory, s, k), s)  # the energy change of the masked sites only
+        return t, theory.masked_delta_action(s, t, dtype)
