@@ -66,9 +66,8 @@ class TorchEnsemble:
         torch.func vmap) or with a loop over members. None (default) picks one
         pass on CUDA; on CPU one pass for inputs up to 2304 chain-sites, where
         dispatch dominates, and the loop above, where grouped convolutions
-        measured slower (`python benchmarks/bench_surrogates.py`, 10
-        ResidualCNN(16) members, 2 threads: 1 x 8^2 one pass 3.8x faster than
-        the loop; 4 x 48^2 0.67x; 64 x 48^2 0.38x).
+        measured slower (`python benchmarks/bench_surrogates.py`; the figures are
+        in docs/performance.md).
     """
 
     def __init__(self, models: Any, *, receptive_field: int | None = None, chunk: int | None = None,
@@ -115,8 +114,8 @@ class TorchEnsemble:
     def _one_pass(self, xb) -> bool:
         if self._fused is None or self.vectorised is False:
             return False
-        # measured on 2 CPU threads (benchmarks/bench_surrogates.py): grouped convolutions win while
-        # dispatch dominates (1 x 8^2: 3.8x faster than the loop), lose once arithmetic does (4 x 48^2)
+        # grouped convolutions win while dispatch dominates (small inputs) and lose once arithmetic
+        # does (benchmarks/bench_surrogates.py)
         return self.vectorised is True or self.device.type == "cuda" or xb.numel() <= _CPU_ONE_PASS_SITES
 
     # --- conversion (the torch bridge: zero-copy where devices match) ---------------------

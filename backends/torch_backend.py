@@ -23,9 +23,8 @@ def _import():
 class TorchCPUGenerator:
     """Seeded random numbers for CPU tensors: the NumPy backend's generator, wrapped without a copy.
 
-    torch's own CPU generator (MT19937) fills arrays serially at about half the speed
-    of NumPy's PCG64 (float64 uniforms for half of L = 128 x 64 chains: 2.2 ms against
-    1.2 ms on one core here), and a Monte Carlo sweep spends much of its time drawing.
+    torch's own CPU generator (MT19937) fills arrays serially, measured at about half the
+    speed of NumPy's PCG64, and a Monte Carlo sweep spends much of its time drawing.
     Same seed, same numbers as the NumPy backend (large draws split over two threads).
     """
 

@@ -465,7 +465,7 @@ def dcl_checks(backend: str, device: str | None = None) -> list[Check]:
 
 
 def diffusion_checks(backend: str, device: str | None = None) -> list[Check]:
-    """DM-MC made exact ([DMSQ] Eq. 4.13, issue 15, route 4): independence Metropolis on the free
+    """DM-MC made exact ([DMSQ] Eq. 4.13, route 4 "exact"): independence Metropolis on the free
     field (L = 4, kappa = 0.2) with a deliberately wrong diffusion model - the exact score of the
     free field at kappa = 0.23 - sampled by the probability-flow ODE (RK4) with log q from the exact
     divergence. For a Gaussian score the ODE is linear, so RK4's error shifts log q by a constant

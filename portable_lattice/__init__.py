@@ -7,10 +7,9 @@ couplings (``Ising(beta=0.44)``, ``Phi4.from_beta_g(0.5, 0.1)``), and
 """
 __version__ = "0.2.0.dev0"
 
-from .lattice import Lattice  # noqa: E402
 from .runs import NonFiniteFieldError, RunResult, run, simulate  # noqa: E402
 from .statistics import Estimate, chain_error, combine, derived, gamma_method  # noqa: E402
 from .theories import Clock, EdwardsAnderson, Ising, Phi4, Potts  # noqa: E402
 
-__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "Lattice", "simulate", "run", "RunResult",
+__all__ = ["Phi4", "Ising", "EdwardsAnderson", "Potts", "Clock", "simulate", "run", "RunResult",
            "NonFiniteFieldError", "Estimate", "gamma_method", "chain_error", "derived", "combine", "__version__"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 __all__ = ["register_accelerator", "accelerated", "Accelerator", "register_implementation", "implementation",
-           "registered", "register_fused", "fused_kernel"]
+           "register_fused", "fused_kernel"]
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ def _with_fallback(fn: Callable, default: Callable) -> Callable:
         call.native = fn  # the registered function, for tests and the capabilities table
         _FALLBACKS[key] = call
     return _FALLBACKS[key]
-
-
-def registered(name: str) -> list[Callable[[Any], bool]]:
-    """The namespace predicates that have a native ``name`` (for the capabilities table)."""
-    return [matches for matches, _ in _IMPLEMENTATIONS.get(name, [])]
 
 
 # --- fused kernels (opt-in: ``fused=True``): one pass over memory, random numbers in registers ---

@@ -29,7 +29,7 @@ from array_api_compat import array_namespace, device
 from ._json import json_ready
 
 __all__ = ["Estimate", "gamma_method", "chain_error", "derived", "combine", "split_rhat", "jackknife_blocks",
-           "format_value", "UnreliableErrorWarning", "new_ensemble_id", "common_bins", "autocorrelation"]
+           "format_value", "jackknife_variance", "UnreliableErrorWarning", "new_ensemble_id", "common_bins", "autocorrelation"]
 
 
 class UnreliableErrorWarning(UserWarning):
@@ -103,7 +103,8 @@ class Estimate:
         return combine(math.log, self)
 
 
-def _jackknife_error(replicas: Sequence[float]) -> float:
+def jackknife_variance(replicas: Sequence[float]) -> float:
+    """The jackknife variance (K - 1)/K sum (r_k - mean)^2 of K leave-one-out replicas (NaN for K < 2)."""
     K = len(replicas)
     if K < 2:
         return float("nan")
@@ -144,7 +145,7 @@ def combine(f: Callable[..., float], *estimates: Estimate) -> Estimate:
         reps = tuple(f(*((e.replicas[label][k] if label in e.replicas else e.value) for e in estimates))
                      for k in range(K))
         replicas[label] = reps
-        variance += _jackknife_error(reps)
+        variance += jackknife_variance(reps)
     error = math.sqrt(variance) if math.isfinite(variance) else float("nan")
     return Estimate(value, error, n=sum(e.n for e in estimates), replicas=replicas)
 
@@ -388,7 +389,7 @@ def derived(f: Callable[..., float], series: Sequence[Any], S: float = 2.0, *, e
         return Estimate(value, float("nan"), tau, n=n * chains)
     # delete-one values of f, block by block
     fk = [f(*vals) for vals in zip(*loo)]
-    error = math.sqrt(_jackknife_error(fk))
+    error = math.sqrt(jackknife_variance(fk))
     # tau_int of the linearised fluctuation
     grads = []
     for i, m in enumerate(means):

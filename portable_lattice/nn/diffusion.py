@@ -42,7 +42,7 @@ __all__ = ["VESDE", "dsm_loss", "train_score", "em_sample", "flow", "ode_sample"
 
 PROBES = ("gaussian", "rademacher")
 METHODS = ("rk4", "rk45")
-#: DM-MC routes of issue 15: (sampler, divergence)
+#: the DM-MC routes: (sampler, divergence)
 ROUTES = {"paper": ("em", "hutchinson"), "ode": ("ode", "hutchinson"), "penalty": ("ode", "hutchinson"),
           "exact": ("ode", "exact")}
 _FORMAT = "portable_lattice.diffusion/1"
@@ -378,7 +378,7 @@ class DiffusionProposal:
     model : torch score model (``model(phi, t)``)
     sde : VESDE
     route : {"paper", "ode", "penalty", "exact"}
-        The DM-MC routes of issue 15: 1. ``paper`` - Euler-Maruyama samples, log q from the
+        The DM-MC routes: 1. ``paper`` - Euler-Maruyama samples, log q from the
         ODE with Hutchinson probes at the sample; 2. ``ode`` - ODE samples, log q from the same
         integration with probes; 3. ``penalty`` - as 2, also returning the variance of log q
         (spread of the P per-probe integrals / P) and re-estimating the current state's log q

@@ -36,7 +36,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from .._checks import positive_float, positive_int
-from ..statistics import Estimate, UnreliableErrorWarning, _jackknife_error, new_ensemble_id
+from ..statistics import Estimate, UnreliableErrorWarning, jackknife_variance, new_ensemble_id
 
 #: below this Kish effective sample size the importance-weighted error bars are flagged
 MIN_ESS = 100
@@ -77,7 +77,7 @@ def _blocks(n: int, bins: int) -> list[tuple[int, int]]:
 
 
 def _estimate(value: float, replicas: list[float], n: int, label: str) -> Estimate:
-    return Estimate(value, math.sqrt(_jackknife_error(replicas)), n=n, replicas={label: tuple(replicas)})
+    return Estimate(value, math.sqrt(jackknife_variance(replicas)), n=n, replicas={label: tuple(replicas)})
 
 
 def model_thermodynamics(energy: Any, log_q: Any, beta: float, volume: int, *, bins: int = 100,

@@ -32,13 +32,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .base import FieldState, Info, SpinState, check_theory_field, metropolis_accept, per_chain
 
-__all__ = ["IndependenceMetropolis", "PoolProposal", "log_boltzmann", "check_log_q"]
-
-
-def log_boltzmann(theory: Any, x: Any, dtype: Any) -> Any:
-    """log of the unnormalised Boltzmann weight per chain (the theory's ``log_weight``:
-    -S for fields, -beta H for spins)."""
-    return theory.log_weight(x, dtype)
+__all__ = ["IndependenceMetropolis", "PoolProposal", "check_log_q"]
 
 
 def check_log_q(log_q: Any, chains: int, who: str = "proposal") -> None:
@@ -106,7 +100,7 @@ class IndependenceMetropolis:
             raise ValueError(f"the proposal returned shape {tuple(y.shape)}, the chains have {tuple(x.shape)}")
         check_log_q(log_q_y, chains)
         log_q_y = xp.astype(log_q_y, dtype)
-        log_w_y = log_boltzmann(self.theory, y, dtype) - log_q_y
+        log_w_y = self.theory.log_weight(y, dtype) - log_q_y  # log of the unnormalised weight: -S, -beta H
         # log q of the current state is that of the proposal which produced it (carried in the
         # state: recomputing it would need the proposal's density at arbitrary points). The start
         # configuration was not drawn from q: it has weight 0, so the first proposal is accepted.
@@ -118,10 +112,10 @@ class IndependenceMetropolis:
             # estimated log-ratio is drawn anew for every accept test
             log_q_x, var_x = self.proposal.log_density(rng, x)
             check_log_q(log_q_x, chains, "proposal's log_density")
-            log_w_x = log_boltzmann(self.theory, x, dtype) - xp.astype(log_q_x, dtype)
+            log_w_x = self.theory.log_weight(x, dtype) - xp.astype(log_q_x, dtype)
             log_ratio = log_w_y - log_w_x - 0.5 * (xp.astype(var_y, dtype) + xp.astype(var_x, dtype))
         else:
-            log_w_x = log_boltzmann(self.theory, x, dtype) - state.log_q
+            log_w_x = self.theory.log_weight(x, dtype) - state.log_q
             log_ratio = log_w_y - log_w_x
         u = rng.uniform((chains,), dtype)
         acc = metropolis_accept(u, log_ratio)
