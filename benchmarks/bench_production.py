@@ -14,7 +14,7 @@
     sweeps take. (How long a resume takes against a straight run says nothing:
     a resume is a straight run from the last commit.)
 (c) scale-out: a 4-point scan of the same card at L = 32 over beta, serially and on
-    ``local:2`` (``runs.distributed.scan``), in a child process with glibc's default
+    ``local:2`` (``runs.scan.scan``), in a child process with glibc's default
     allocator (the workers cannot inherit the pinned one); skipped with a note when
     that module is missing or the scan fails.
 """
@@ -108,9 +108,9 @@ def commit_cost(sweeps, root):
 
 def scale_out(sweeps, root, repeats):
     try:
-        from portable_lattice.runs.distributed import parse_sets, scan
+        from portable_lattice.runs.scan import parse_sets, scan
     except Exception as e:  # noqa: BLE001 - the module is optional here
-        return f"skipped: runs.distributed is not available ({type(e).__name__}: {e})"
+        return f"skipped: runs.scan is not available ({type(e).__name__}: {e})"
     card = {"model": "phi4", "beta": 0.5, "g": 0.1, "L": 32, "algorithm": "checkerboard", "step": 1.2,
             "chains": 32, "therm": 100, "sweeps": sweeps, "seed": 1, "checkpoint_every": 100}
     times, outs = {"serial": [], "local:2": []}, {}

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 def main(args, ap) -> int:
     from ..runs.cards import read_card
-    from ..runs.distributed import parse_sets, print_scan, scan
+    from ..runs.scan import parse_sets, print_scan, scan
     with exits_2("portable-lattice scan", ap, OSError):
         card = read_card(args.card)
         grid = parse_sets(args.set)

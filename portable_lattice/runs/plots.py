@@ -11,6 +11,9 @@
 * ``acceptance.png``: the acceptance history and the mean acceptance of each chain
   (Swendsen-Wang: the fraction of spins changed; Wolff: the cluster size over V).
 
+A parameter scan (:func:`runs.scan.scan`) draws its figure with :func:`plot_scan`: the main
+observables of every grid point against the scanned parameter (``DIR/scan.png``).
+
 Needs matplotlib (``pip install 'portable_lattice[plot]'``), imported when a figure is
 made. The figures are drawn on matplotlib's ``Figure`` objects and written by its Agg
 canvas: nothing touches pyplot's global state, so a plot made inside a notebook or a
@@ -18,6 +21,7 @@ Dask worker changes no backend.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -26,10 +30,11 @@ from array_api_compat import array_namespace
 
 from ..statistics import UnreliableErrorWarning, format_value, gamma_method
 from .analysis import autocorrelation
+from .report import main_observables
 from .spec import family_of_card
 from .storage import EnsembleStore
 
-__all__ = ["plot_store", "MAX_CHAINS_SHOWN", "MatplotlibMissing"]
+__all__ = ["plot_store", "plot_scan", "MAX_CHAINS_SHOWN", "MatplotlibMissing"]
 
 #: histories show at most this many chains (the first ones), so that lines stay distinguishable
 MAX_CHAINS_SHOWN = 8
@@ -232,3 +237,46 @@ def _running_mean(x: Any, k: int) -> Any:
     out = c[k - 1:].copy()
     out[1:] -= c[:-k]
     return out / k
+
+
+def plot_scan(summary: dict, path: str) -> str | None:
+    """The main observables of a scan's summary (:func:`runs.scan.scan`) against the first scanned
+    numeric key, one line per value of the others, written to ``path``.
+
+    Returns ``path``, or None where there is nothing to draw (no numeric key with several values,
+    no observables, every point failed). Raises :class:`MatplotlibMissing` without matplotlib.
+    """
+    Figure = _figure_class()
+    grid = summary["grid"]
+    xkey = next((k for k, v in grid.items() if len(v) > 1 and all(isinstance(x, (int, float)) for x in v)), None)
+    pts = [p for p in summary["points"] if p["status"] != "failed"]
+    names = main_observables(pts)
+    if xkey is None or not names or not pts:
+        return None
+    others = [k for k in grid if k != xkey]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    groups: dict[tuple, list] = {}
+    for p in pts:
+        groups.setdefault(tuple(p["params"][k] for k in others), []).append(p)
+    for ax, name in zip(axes, names):
+        for label, members in groups.items():
+            members = sorted((m for m in members if name in m["observables"]), key=lambda m: m["params"][xkey])
+            xs = [m["params"][xkey] for m in members]
+            ys = [m["observables"][name]["value"] for m in members]
+            es = [m["observables"][name]["error"] for m in members]
+            ys = [math.nan if y is None else y for y in ys]
+            es = [0.0 if e is None else e for e in es]
+            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2,
+                        label=", ".join(f"{k}={v}" for k, v in zip(others, label)) or None)
+        ax.set_xlabel(xkey)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        if others:
+            ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    return path

@@ -31,7 +31,7 @@ def _write(tmp_path, card, name="card.toml"):
 # --- the one table ------------------------------------------------------------------------------
 def test_defaults_and_keys_defined_once():
     from portable_lattice.cli import build_parser
-    from portable_lattice.runs import cards, distributed
+    from portable_lattice.runs import cards, scan as distributed
     assert "fused" in cards.CARD_KEYS and "fused" in cards.PHYSICS_KEYS
     assert not hasattr(distributed, "DEFAULTS")
     args = build_parser().parse_args(["simulate"])
@@ -48,7 +48,7 @@ def test_defaults_and_keys_defined_once():
 def test_knob_table_reaches_every_entry_point():
     """A knob of the table is a keyword, a card key, a flag and a --set key."""
     from portable_lattice.cli import build_parser
-    from portable_lattice.runs.distributed import parse_sets
+    from portable_lattice.runs.scan import parse_sets
     sim = build_parser()._subparsers._group_actions[0].choices["simulate"]
     flags = {a.dest for a in sim._actions}
     for knob in S.KNOB_TYPES:
@@ -69,7 +69,7 @@ def test_fused_in_a_card(tmp_path, capsys):
 
 def test_fused_in_a_scan_point(tmp_path):
     pytest.importorskip("numba")
-    from portable_lattice.runs.distributed import parse_sets, scan
+    from portable_lattice.runs.scan import parse_sets, scan
     from portable_lattice.runs.storage import EnsembleStore
     grid = parse_sets(["fused=true,false"])
     with warnings.catch_warnings():
@@ -146,7 +146,7 @@ def test_same_error_on_every_path(key, value, tmp_path, capsys):
         assert message in err, err
     assert not out.exists()
     # 4. a scan point
-    from portable_lattice.runs.distributed import scan
+    from portable_lattice.runs.scan import scan
     with pytest.raises((ValueError, TypeError)) as e:
         scan(dict(BASE), {key: [value]}, out=str(tmp_path / "scan"))
     assert message in str(e.value)

@@ -131,7 +131,7 @@ def test_hdf5_missing_block_is_named_not_read_as_zeros(tmp_path):
 
 def test_format_from_a_card_a_scan_and_refused_when_unknown(tmp_path):
     from portable_lattice.cli import main
-    from portable_lattice.runs.distributed import parse_sets, scan
+    from portable_lattice.runs.scan import parse_sets, scan
     card = tmp_path / "c.toml"
     card.write_text('beta = 0.5\ng = 0.1\nL = 4\nchains = 2\ntherm = 2\nsweeps = 4\nformat = "hdf5"\n')
     with warnings.catch_warnings():

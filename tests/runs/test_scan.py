@@ -1,4 +1,4 @@
-"""Parameter scans (runs/distributed.py): the grid, per-task seeds, serial == local:2 bit for bit,
+"""Parameter scans (runs/scan/): the grid, per-task seeds, serial == local:2 bit for bit,
 idempotent reruns, a killed task finishing on rerun, an unreachable scheduler, the CLI."""
 import json
 import os
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("zarr")
-from portable_lattice.runs.distributed import (SchedulerUnreachable, grid_points, parse_sets, point_card,  # noqa: E402
-                                               point_name, run_point, scan, task_seed, thread_budget)
+from portable_lattice.runs.scan import (SchedulerUnreachable, grid_points, parse_sets, point_card,  # noqa: E402
+                                        point_name, run_point, scan, task_seed, thread_budget)
 from portable_lattice.runs.storage import open_ensemble  # noqa: E402
 
 CARD = {"model": "phi4", "kappa": 0.2, "lam": 0.02, "L": 4, "chains": 2, "therm": 5, "sweeps": 30,
@@ -260,7 +260,7 @@ def test_bad_scheduler_and_grid_are_refused_before_any_work(tmp_path):
 
 
 def test_a_dask_scheduler_without_distributed_is_a_clear_error(tmp_path, monkeypatch):
-    from portable_lattice.runs.distributed import DistributedUnavailable
+    from portable_lattice.runs.scan import DistributedUnavailable
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
     with pytest.raises(DistributedUnavailable, match=r"pip install 'portable_lattice\[distributed\]'"):
         scan(CARD, GRID, out=str(tmp_path / "x"), scheduler="local:2")
