@@ -65,6 +65,16 @@ def exits_2(prog: str, ap, *extra):
         ap.exit(2, f"{prog}: error: {e}\n")
 
 
+@contextlib.contextmanager
+def needs(prog: str, ap, what: str, extra: str):
+    """An optional library imported in the block: missing, the command ends with exit status 2,
+    naming the extra to install."""
+    try:
+        yield
+    except ImportError as e:
+        ap.exit(2, f"{prog}: error: needs {what}: pip install 'portable_lattice[{extra}]' ({e})\n")
+
+
 def _report_warnings(caught) -> None:
     """Each distinct warning once, as one line on stderr (no library source lines)."""
     unreliable = [w for w in caught if issubclass(w.category, UnreliableErrorWarning)]

@@ -5,7 +5,7 @@ import sys
 
 from ..backends import BACKENDS
 from ..statistics import format_value
-from ._common import exits_2, print_json
+from ._common import exits_2, needs, print_json
 
 
 def add_parser(sub) -> None:
@@ -34,11 +34,9 @@ def add_parser(sub) -> None:
 
 def main(args, ap) -> int:
     prog = "portable-lattice pem"
-    try:
+    with needs(prog, ap, "PyTorch", "torch"):
         # the pipeline trains torch models, so it lives in the torch-only model zoo
         from ..nn import pipeline
-    except ImportError as e:
-        ap.exit(2, f"{prog}: error: needs PyTorch: pip install 'portable_lattice[torch]' ({e})\n")
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.json else None
     with exits_2(prog, ap):
         out = pipeline.run_pem(beta=args.beta, g=args.g, L=args.L, ensemble=args.ensemble, surrogate=args.surrogate,

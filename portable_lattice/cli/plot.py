@@ -1,7 +1,7 @@
 """``portable-lattice plot``: histories, autocorrelations and histograms of a stored run."""
 from __future__ import annotations
 
-from ._common import exits_2
+from ._common import exits_2, needs
 
 
 def add_parser(sub) -> None:
@@ -13,10 +13,8 @@ def add_parser(sub) -> None:
 
 def main(args, ap) -> int:
     prog = "portable-lattice plot"
-    try:
+    with needs(prog, ap, "matplotlib", "plot"):
         from ..runs.plots import plot_store
-    except ImportError as e:
-        ap.exit(2, f"{prog}: error: needs matplotlib: pip install 'portable_lattice[plot]' ({e})\n")
     with exits_2(prog, ap):
         paths = plot_store(args.dir, args.out)
     for path in paths:

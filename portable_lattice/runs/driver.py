@@ -18,7 +18,7 @@ import warnings
 
 from .._checks import nonnegative_int, positive_int
 from ..lattice import lattice_axes, volume as volume_of
-from ..samplers.base import INFO_SERIES  # recorded as series, each averaged over the ``every`` steps
+from ..samplers.base import info_series  # recorded as series, averaged over the ``every`` steps
 from ..statistics import Estimate, UnreliableErrorWarning, gamma_method
 
 __all__ = ["run", "RunResult", "NonFiniteFieldError", "Progress", "FrozenChainWarning", "MemorySink",
@@ -127,10 +127,8 @@ def measurement(kernel, state, rng, every: int, measure: Callable[[Any], dict]) 
     sums: dict[str, Any] = {}
     for _ in range(every):
         state, info = kernel.step(state, rng)
-        for name in INFO_SERIES:
-            v = getattr(info, name)
-            if v is not None:
-                sums[name] = v if name not in sums else sums[name] + v
+        for name, v in info_series(info).items():
+            sums[name] = v if name not in sums else sums[name] + v
         if info.delta_h is not None:
             e = xp.exp(-info.delta_h)
             sums["exp_minus_dh"] = e if "exp_minus_dh" not in sums else sums["exp_minus_dh"] + e

@@ -18,7 +18,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 
-__all__ = ["FieldState", "SpinState", "Info", "INFO_SERIES", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
+__all__ = ["FieldState", "SpinState", "Info", "INFO_SERIES", "info_series", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ class SpinState:
 
 #: the per-step Info fields a run records as series (beside the observables), in this order
 INFO_SERIES = ("acceptance", "changed", "cluster_size")
+
+
+def info_series(info: "Info") -> dict:
+    """The per-step series one step reported: name -> (chains,) for the fields of INFO_SERIES it has."""
+    return {name: getattr(info, name) for name in INFO_SERIES if getattr(info, name) is not None}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import positive_int
-from .base import INFO_SERIES, Info
+from .base import Info, info_series
 
 __all__ = ["Cycle"]
 
@@ -64,11 +64,9 @@ class Cycle:
                 state = kernel.init(state.config)
             for _ in range(times):
                 state, info = kernel.step(state, rng)
-                for name in INFO_SERIES:
-                    v = getattr(info, name)
-                    if v is not None:
-                        sums[name] = v if name not in sums else sums[name] + v
-                        counts[name] = counts.get(name, 0) + 1
+                for name, v in info_series(info).items():
+                    sums[name] = v if name not in sums else sums[name] + v
+                    counts[name] = counts.get(name, 0) + 1
                 for name in ("delta_h", "divergent", "log_weight"):
                     if getattr(info, name) is not None:
                         last[name] = getattr(info, name)
