@@ -28,7 +28,7 @@ from portable_lattice.runs.cards import RUN_LENGTH_KEYS  # noqa: E402
 from portable_lattice.runs.production import resume  # noqa: E402
 from portable_lattice.runs.storage import COMMIT, GROUP, EnsembleStore, StoreError, open_ensemble  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: algorithm -> (theory, knobs): the four of the issue's byte-identity requirement
 CASES = {

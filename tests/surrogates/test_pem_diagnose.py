@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 
 def _study():
-    path = os.path.join(os.path.dirname(__file__), "..", "studies", "pem", "diagnose.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "studies", "pem", "diagnose.py")
     spec = importlib.util.spec_from_file_location("pem_diagnose", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
