@@ -131,7 +131,7 @@ def test_fused_hmc_gives_the_generic_fields(name, d, L, dtype, integrator, strea
 def test_the_kernels_accept_uniforms_are_the_generators(dtype):
     # under Philox the HMC kernel computes each chain's accept uniform itself: the generic
     # draw rng.uniform((chains,), dtype), bit for bit
-    nk = pytest.importorskip("portable_lattice.backends.fused.numba_kernels")
+    nk = pytest.importorskip("portable_lattice.backends.fused.numba")
     ft = np.dtype(dtype).type
     for seed, draws in ((3, 0), (2 ** 40 + 7, 12345)):
         gen = PhiloxGenerator(np, seed)
@@ -148,7 +148,7 @@ def test_the_kernels_accept_uniforms_are_the_generators(dtype):
 def test_fused_hmc_chain_by_chain_and_pass_by_pass_agree(monkeypatch, per_chain, d, L):
     # the Numba kernel runs small chains' trajectories one chain at a time (in cache) and
     # large ones pass by pass over all chains: both must be the generic trajectory
-    nk = pytest.importorskip("portable_lattice.backends.fused.numba_kernels")
+    nk = pytest.importorskip("portable_lattice.backends.fused.numba.hmc")
     monkeypatch.setattr(nk, "_hmc_per_chain", lambda chains, site_bytes: per_chain)
     be = get_backend("numpy")
     theory = Phi4.from_kappa_lambda(0.18 if d == 2 else 0.12, 0.5)

@@ -2,7 +2,7 @@ r"""Fused GPU kernels (Triton) for torch CUDA tensors, and for CPU tensors under
 interpreter (``TRITON_INTERPRET=1`` set before triton is imported), which is how the tests
 check them on a machine without a GPU.
 
-The twins of :mod:`backends.fused.numba_kernels`, with the same contract:
+The twins of :mod:`backends.fused.numba`, with the same contract:
 
 * :func:`checkerboard_sweep` ``(x, plan, stream) -> (new x, accepted per chain, int64)`` - both
   parities of a checkerboard Metropolis sweep, one launch per parity, ``hits`` proposals per

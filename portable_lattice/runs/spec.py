@@ -26,6 +26,7 @@ from .._checks import as_int, choice, nonnegative_int, positive_float, positive_
 from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
+from ..samplers.fused import philox_normal as fused_normal
 from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
@@ -343,14 +344,17 @@ class RunSpec:
         dt = be.dtype(self.dtype)
         rng = be.rng(self.seed) if self.stream == "native" else PhiloxGenerator(be.xp, self.seed, be.device)
         shape = (self.chains,) + (self.L,) * self.dim
-        if start is None:
-            start = theory.random(rng, shape, be.xp.float64) if fam.discrete else rng.normal(shape, dt)
+        if start is None and fam.discrete:
+            start = theory.random(rng, shape, be.xp.float64)
+        elif start is None:  # a hot start; a fused run draws it with its fused Philox normals (the same numbers)
+            like = be.xp.zeros((1,), dtype=dt, device=be.device)
+            start = fused_normal(rng, shape, dt, like) if self.knobs.get("fused") else rng.normal(shape, dt)
         elif not fam.discrete:
             from ..lattice import check_field
             check_field(start, name="start", shape=shape, dtype=dt, device=be.device)
         elif tuple(start.shape) != shape:
             raise ValueError(f"start must have shape {shape}, got start.shape={tuple(start.shape)}")
-        measure, analyse = _measurement(theory, fam, dt, self.L, self.dim)
+        measure, analyse = _measurement(theory, fam, dt, self.L, self.dim, bool(self.knobs.get("fused", False)))
         meta = dict(self.describe(), backend=be.name, device=str(be.device), theory=theory.params())
         return PreparedRun(theory, kernel, be, rng, start, measure, analyse, self.algorithm, self.therm,
                            self.sweeps, self.every, self.compile, meta, self)
@@ -393,12 +397,13 @@ def with_sampler_series(out: dict, series: dict) -> dict:
     return out
 
 
-#: each family's measurement of one configuration, (config, theory, dtype) -> {name: (chains,)},
-#: and its ensemble analysis, (series, theory, L, dim) -> {name: Estimate}
+#: each family's measurement of one configuration, (config, theory, dtype, fused) -> {name: (chains,)}
+#: (``fused``: a fused run also measures in one pass where a backend can), and its ensemble
+#: analysis, (series, theory, L, dim) -> {name: Estimate}
 OBSERVABLES: dict[str, tuple[Callable, Callable]] = {
-    "field": (lambda x, theory, dt: measure_phi4(x, theory),
+    "field": (lambda x, theory, dt, fused: measure_phi4(x, theory, fused),
               lambda series, theory, L, dim: ensemble_phi4(series, L ** dim, L)),
-    "spins": (lambda x, theory, dt: measure_spins(x, theory, dt),
+    "spins": (lambda x, theory, dt, fused: measure_spins(x, theory, dt, fused),
               lambda series, theory, L, dim: ensemble_spins(series, L ** dim, theory)),
 }
 
@@ -408,9 +413,9 @@ def analyse_ensemble(series: dict, theory: Any, L: int, dim: int) -> dict:
     return with_sampler_series(OBSERVABLES[family(theory)][1](series, theory, L, dim), series)
 
 
-def _measurement(theory, fam, dt, L: int, dim: int):
+def _measurement(theory, fam, dt, L: int, dim: int, fused: bool):
     measure = OBSERVABLES[fam.name][0]
-    return (lambda x: measure(x, theory, dt), lambda series: analyse_ensemble(series, theory, L, dim))
+    return (lambda x: measure(x, theory, dt, fused), lambda series: analyse_ensemble(series, theory, L, dim))
 
 
 class _Compiled:

@@ -29,7 +29,7 @@ from .._delegation import fused_kernel
 from ..lattice import Checkerboard
 from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_reduced_scalar, sqrt_reduced_scalar
 
-__all__ = ["CAPABILITY", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
+__all__ = ["CAPABILITY", "philox_normal", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
            "uses_philox", "check_philox_range"]
 
 #: capability names (``backends.capabilities``) of the fused kernels
@@ -160,3 +160,15 @@ def check_philox_range(x: Any, per_site_words: int) -> None:
     if x.shape[0] > 2 ** 32 or n * per_site_words > 4 * 2 ** 32:
         raise ValueError(f"a lattice of shape {tuple(x.shape)} is beyond the Philox counter range "
                          f"(2^32 chains, 2^34 words per chain and draw)")
+
+
+def philox_normal(rng: Any, shape: tuple, dtype: Any, like: Any) -> Any:
+    """``rng.normal(shape, dtype)``, by a fused kernel where the backend of ``like`` has one and
+    ``rng`` is the Philox stream (equal bit for bit, and the counter advanced the same way; a
+    fused run's hot start), else by the generator itself."""
+    kernel = fused_kernel("philox_normals", like) if uses_philox(rng) else None
+    if kernel is None:
+        return rng.normal(shape, dtype)
+    out = kernel(like, tuple(shape), _float_name(like, dtype), stream_plan(rng, 1))
+    advance_stream(rng, 1)
+    return out
