@@ -32,6 +32,7 @@ class Potts(Theory):
 
     family = SPINS  # a class attribute (not a dataclass field): what every theory of its kind shares
 
+    # the couplings, as Ising's are laid out (beta, a coupling, the dimension): dataclass fields, no logic
     beta: float
     q: int = 3
     J: float = 1.0

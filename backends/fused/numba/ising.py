@@ -132,7 +132,8 @@ def _sweep(d: int):
             for r in range(r0, r1):
                 start, q, hrow = row_coords(d, r, L, h, p)
                 n0, n1, n2, n3 = row_neighbours(d, r, L, nxt, prv)
-                # one view per statement (see .common: a tuple of views can lose writes)
+                # one view per statement (see .common: a tuple of views can lose writes); the same lines
+                # stand in the other sweep because a helper would return these views as a tuple
                 row = s[c, np.uint64(r)]  # unsigned, as row_neighbours' rows
                 a0 = s[c, n0]
                 a1 = s[c, n1]

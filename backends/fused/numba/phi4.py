@@ -157,7 +157,8 @@ def _sweep(philox_math, f32: bool, d: int):
             for r in range(r0, r1):
                 start0, q, hrow = row_coords(d, r, L, h, p)
                 n0, n1, n2, n3 = row_neighbours(d, r, L, nxt, prv)
-                # one view per statement (see .common: a tuple of views can lose writes)
+                # one view per statement (see .common: a tuple of views can lose writes); the same lines
+                # stand in the other sweep because a helper would return these views as a tuple
                 row = phi[c, np.uint64(r)]  # unsigned, as row_neighbours' rows
                 a0 = phi[c, n0]
                 a1 = phi[c, n1]
