@@ -76,3 +76,26 @@ def test_fused_hot_start_is_the_generic_draw(backend, dtype):
     be = get_backend(backend)
     assert np.array_equal(be.to_numpy(a.start), be.to_numpy(b.start)) and be.to_numpy(b.start).dtype == dtype
     assert a.rng.draws == b.rng.draws
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dim", [2, 3])
+def test_fused_spin_hot_start_is_the_generic_draw(backend, dim):
+    from portable_lattice.runs.spec import RunSpec
+    kw = dict(L=6, dim=dim, chains=3, stream="philox", backend=backend, algorithm="checkerboard", seed=9)
+    a = RunSpec(Ising(beta=0.4), **kw).prepare()
+    b = RunSpec(Ising(beta=0.4), knobs={"fused": True}, **kw).prepare()
+    be = get_backend(backend)
+    assert np.array_equal(be.to_numpy(a.start), be.to_numpy(b.start)) and a.rng.draws == b.rng.draws
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(2, 7), (3, 4, 5), (1, 3, 3, 3)])
+def test_fused_philox_uniforms_bit_for_bit(dtype, shape):
+    from portable_lattice.philox import PhiloxGenerator
+    from portable_lattice.samplers.fused import FusedUniforms
+    a, b = PhiloxGenerator(np, 5), PhiloxGenerator(np, 5)
+    a.uniform((3, 3), np.float64), b.uniform((3, 3), np.float64)  # not the first draw
+    x = a.uniform(shape, getattr(np, dtype))
+    y = FusedUniforms(b, np.zeros(1)).uniform(shape, getattr(np, dtype))
+    assert x.dtype == y.dtype and np.array_equal(x, y) and a.draws == b.draws

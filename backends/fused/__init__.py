@@ -85,13 +85,17 @@ def _numba_measure(name):
     return call
 
 
-def _numba_normals(like, shape, dtype, stream):
-    """A Philox normal draw (bit for bit the generator's) in the library of ``like``."""
-    import numpy as np
+def _numba_draw(kind):
+    """A Philox draw ``kind`` ("normals", "uniforms": bit for bit the generator's) in the library
+    of ``like``."""
+    def call(like, shape, dtype, stream):
+        import numpy as np
 
-    from .numba.common import host
-    from .numba.philox import philox_normals
-    return host(like)[1](philox_normals(shape, getattr(np, dtype), stream))
+        from .numba import philox
+        from .numba.common import host
+        return host(like)[1](getattr(philox, f"philox_{kind}")(shape, getattr(np, dtype), stream))
+    call.__name__ = f"_numba_{kind}"
+    return call
 
 
 def _triton_checkerboard(*args):
@@ -130,7 +134,8 @@ def register() -> None:
     register_fused("hmc", _numpy_or_cpu_torch, _numba_hmc)
     register_fused("measure_phi4", _numpy_or_cpu_torch, _numba_measure("phi4"))
     register_fused("measure_ising", _numpy_or_cpu_torch, _numba_measure("ising"))
-    register_fused("philox_normals", _numpy_or_cpu_torch, _numba_normals)
+    register_fused("philox_normals", _numpy_or_cpu_torch, _numba_draw("normals"))
+    register_fused("philox_uniforms", _numpy_or_cpu_torch, _numba_draw("uniforms"))
     register_fused("checkerboard", _cuda_torch, _triton_checkerboard)
     register_fused("hmc", _cuda_torch, _triton_hmc)
     register_fused("checkerboard", _cupy, _through_torch(_triton_checkerboard))

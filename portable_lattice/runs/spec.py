@@ -26,7 +26,7 @@ from .._checks import as_int, choice, nonnegative_int, positive_float, positive_
 from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
-from ..samplers.fused import philox_normal as fused_normal
+from ..samplers.fused import FusedUniforms, philox_normal as fused_normal
 from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
@@ -344,11 +344,14 @@ class RunSpec:
         dt = be.dtype(self.dtype)
         rng = be.rng(self.seed) if self.stream == "native" else PhiloxGenerator(be.xp, self.seed, be.device)
         shape = (self.chains,) + (self.L,) * self.dim
-        if start is None and fam.discrete:
-            start = theory.random(rng, shape, be.xp.float64)
-        elif start is None:  # a hot start; a fused run draws it with its fused Philox normals (the same numbers)
+        if start is None:
+            # a hot start; a fused run draws its numbers with the fused Philox draws (the same numbers)
+            fused = bool(self.knobs.get("fused"))
             like = be.xp.zeros((1,), dtype=dt, device=be.device)
-            start = fused_normal(rng, shape, dt, like) if self.knobs.get("fused") else rng.normal(shape, dt)
+            if fam.discrete:
+                start = theory.random(FusedUniforms(rng, like) if fused else rng, shape, be.xp.float64)
+            else:
+                start = fused_normal(rng, shape, dt, like) if fused else rng.normal(shape, dt)
         elif not fam.discrete:
             from ..lattice import check_field
             check_field(start, name="start", shape=shape, dtype=dt, device=be.device)

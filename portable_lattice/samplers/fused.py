@@ -29,7 +29,7 @@ from .._delegation import fused_kernel
 from ..lattice import Checkerboard
 from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_reduced_scalar, sqrt_reduced_scalar
 
-__all__ = ["CAPABILITY", "philox_normal", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
+__all__ = ["CAPABILITY", "philox_normal", "FusedUniforms", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
            "uses_philox", "check_philox_range"]
 
 #: capability names (``backends.capabilities``) of the fused kernels
@@ -162,13 +162,32 @@ def check_philox_range(x: Any, per_site_words: int) -> None:
                          f"(2^32 chains, 2^34 words per chain and draw)")
 
 
-def philox_normal(rng: Any, shape: tuple, dtype: Any, like: Any) -> Any:
-    """``rng.normal(shape, dtype)``, by a fused kernel where the backend of ``like`` has one and
-    ``rng`` is the Philox stream (equal bit for bit, and the counter advanced the same way; a
-    fused run's hot start), else by the generator itself."""
-    kernel = fused_kernel("philox_normals", like) if uses_philox(rng) else None
+def _philox_draw(kind: str, rng: Any, shape: tuple, dtype: Any, like: Any) -> Any:
+    """``rng.normal`` or ``rng.uniform`` of ``shape`` (two or more axes), by a fused kernel where
+    the backend of ``like`` has one and ``rng`` is the Philox stream (equal bit for bit, and the
+    counter advanced the same way; a fused run's hot start), else by the generator itself."""
+    kernel = fused_kernel(f"philox_{kind}s", like) if uses_philox(rng) and len(shape) >= 2 else None
     if kernel is None:
-        return rng.normal(shape, dtype)
+        return getattr(rng, kind)(shape, dtype)
     out = kernel(like, tuple(shape), _float_name(like, dtype), stream_plan(rng, 1))
     advance_stream(rng, 1)
     return out
+
+
+def philox_normal(rng: Any, shape: tuple, dtype: Any, like: Any) -> Any:
+    """``rng.normal(shape, dtype)``, fused where it can be (see :func:`_philox_draw`)."""
+    return _philox_draw("normal", rng, shape, dtype, like)
+
+
+class FusedUniforms:
+    """``rng`` whose n-d ``uniform`` draws are fused where they can be (a fused run's spin hot
+    start, ``theory.random(FusedUniforms(rng, like), ...)``); everything else is ``rng``'s."""
+
+    def __init__(self, rng: Any, like: Any):
+        self._rng, self._like = rng, like
+
+    def uniform(self, shape, dtype):
+        return _philox_draw("uniform", self._rng, tuple(shape), dtype, self._like)
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)

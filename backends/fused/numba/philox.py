@@ -213,3 +213,26 @@ def philox_chain_uniforms(chains: int, dtype, stream: dict):
     k0, k1 = (np.uint64(v) for v in stream["key"])
     _chain_uniforms(out, dtype == np.float32, int(stream["draw"]), k0, k1)
     return out.astype(dtype)
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def _uniform_fill(out, f32, draw, k0, k1):
+    # an n-d draw: chain c is counter word 2, element i of the chain as in _chain_uniforms
+    chains, n = out.shape
+    for c in nb.prange(chains):
+        for i in range(n):
+            if f32:
+                w = word32(i, draw, c, k0, k1)
+                out[c, i] = np.float64(np.float32(w >> np.uint64(8)) * np.float32(2.0 ** -24))
+            else:
+                w0, w1, w2, w3 = philox4x32(np.uint64(i >> 1), np.uint64(draw), np.uint64(c), np.uint64(1), k0, k1)
+                out[c, i] = unit53(w0, w1) if (i & 1) == 0 else unit53(w2, w3)
+
+
+def philox_uniforms(shape, dtype, stream: dict):
+    """``PhiloxGenerator.uniform(shape, dtype)`` for a draw of two or more axes (the first is the
+    chains) at the draw ``stream`` names, computed by a compiled loop (equal bit for bit)."""
+    out = np.empty((shape[0], int(np.prod(shape[1:], dtype=np.int64))), dtype=np.float64)
+    k0, k1 = (np.uint64(v) for v in stream["key"])
+    _uniform_fill(out, dtype == np.float32, int(stream["draw"]), k0, k1)
+    return out.astype(dtype).reshape(shape)
