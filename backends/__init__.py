@@ -11,7 +11,6 @@ core's delegation layer when it is loaded (:mod:`.capabilities` lists them).
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from . import numpy_backend as _numpy_backend  # noqa: F401  (NumPy is core: its fast paths register now)
@@ -21,13 +20,23 @@ from .capabilities import CAPABILITIES, capability
 __all__ = ["Backend", "Generator", "BackendUnavailableError", "get_backend", "backend_of",
            "available_backends", "BACKENDS", "FLOAT_DTYPES", "CAPABILITIES", "capability"]
 
-#: name -> module implementing ``make_backend(device)``
-BACKENDS = {
-    "numpy": "numpy_backend",
-    "torch": "torch_backend",
-    "cupy": "cupy_backend",
-    "array_api_strict": "strict_backend",
-}
+def _module(name: str):
+    """The module of backend ``name`` (imported on first use: torch and CuPy cost seconds, and a
+    plain import keeps the arrow visible to readers and tools)."""
+    if name == "torch":
+        from . import torch_backend as module
+    elif name == "cupy":
+        from . import cupy_backend as module
+    elif name == "array_api_strict":
+        from . import strict_backend as module
+    else:
+        module = _numpy_backend
+    return module
+
+
+#: the backends by name, each a module with ``make_backend(device)`` (see :func:`_module`)
+BACKENDS = {"numpy": "numpy_backend", "torch": "torch_backend", "cupy": "cupy_backend",
+            "array_api_strict": "strict_backend"}
 
 
 def get_backend(name: str = "numpy", device: Any = None) -> Backend:
@@ -52,8 +61,7 @@ def get_backend(name: str = "numpy", device: Any = None) -> Backend:
         return name
     if name not in BACKENDS:
         raise ValueError(f"unknown backend={name!r}; choose one of {sorted(BACKENDS)}")
-    module = importlib.import_module(f"{__name__}.{BACKENDS[name]}")
-    return module.make_backend(device)
+    return _module(name).make_backend(device)
 
 
 def backend_of(x: Any) -> Backend:

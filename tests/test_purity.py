@@ -59,6 +59,13 @@ def test_core_imports_no_array_library_and_no_string_imports():
     assert not bad, bad
 
 
+def test_backends_have_no_string_imports():
+    """The backend layer's arrows are visible too: no importlib or __import__ in backends/."""
+    bad = [f"{path.relative_to(BACKENDS)}:{line}" for path, tree in _modules(BACKENDS)
+           for name, line in _imports(tree) if name == "<string import>" or name.split(".")[0] == "importlib"]
+    assert not bad, bad
+
+
 def test_the_string_import_detector_works():
     tree = ast.parse("import importlib\nnp = importlib.import_module('numpy')\nt = __import__('torch')\n")
     assert [n for n, _ in _imports(tree)].count("<string import>") == 2
