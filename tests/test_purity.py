@@ -2,7 +2,7 @@
 
 The core never imports numpy, cupy or torch, directly or by a string import
 (``importlib.import_module``, ``__import__``). The exceptions are listed by
-name: the torch-only model zoo ``nn/`` and the host-I/O storage modules ``runs/storage/``.
+name: the torch-only model zoo ``nn/``. Host I/O (NumPy files, zarr, HDF5) lives in ``backends/storage/``.
 """
 import ast
 import pathlib
@@ -15,10 +15,6 @@ FORBIDDEN = {"numpy", "torch", "cupy", "cupyx", "jax", "h5py", "zarr"}
 #: modules allowed to touch an array library or a file format, and why
 ALLOWED = {
     "nn": "the torch-only model zoo, imported only by the CLI (lazily), studies and benchmarks",
-    "runs/storage/files.py": "host I/O: NumPy files of configurations and couplings, atomic writes",
-    "runs/storage/base.py": "host I/O: the commit protocol's checkpoint files (NumPy .npz)",
-    "runs/storage/zarr_store.py": "host I/O: the zarr format of ensemble stores",
-    "runs/storage/hdf5_store.py": "host I/O: the HDF5 format of ensemble stores (h5py)",
 }
 
 

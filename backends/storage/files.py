@@ -100,16 +100,27 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never half of
-    one: a temporary file, fsync, os.replace, fsync of the directory."""
+def write_atomically(path: str, fill) -> None:
+    """``fill(tmp)`` writes a temporary file that then replaces ``path``, so that a crash leaves the
+    old file or the new one, never half of one: fsync of the file, os.replace, fsync of the
+    directory."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    fill(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write the bytes ``data`` to ``path`` atomically (:func:`write_atomically`)."""
+    def fill(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+    write_atomically(path, fill)
 
 
 def to_json_safe(obj: Any) -> Any:

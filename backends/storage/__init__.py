@@ -1,10 +1,12 @@
-"""Ensembles on disk: one interface, two formats (zarr, the default, and HDF5).
+"""Ensembles on disk, the host I/O under :mod:`portable_lattice.runs.storage`: one interface,
+two formats (zarr, the default, and HDF5).
 
 :class:`EnsembleStore` is the interface every format implements (create, open, append, commit,
 series, fields, checkpoint, card, versions; :func:`remove_uncommitted`), with the commit
 protocol shared; ``EnsembleStore.create(..., format="hdf5")`` picks a format and
-``EnsembleStore.open(path)`` recognises it. These are the library's host-I/O modules (they
-import NumPy, zarr and h5py; the purity test names them).
+``EnsembleStore.open(path)`` recognises it. Backend code: these modules import NumPy, zarr
+and h5py, so they live in the backend layer; the run layer reaches them through
+:mod:`portable_lattice.runs.storage`.
 """
 from . import zarr_store as _zarr_store  # noqa: F401  (registers the format, the default first)
 from . import hdf5_store as _hdf5_store  # noqa: F401  (registers the format)

@@ -250,7 +250,7 @@ def open_ensemble(path: str, backend: Any = None) -> dict:
            "field_steps": store.field_steps(), "couplings": store.couplings(), "commit": dict(store.commit_record),
            "format": store.format}
     if backend is not None:
-        from ...backends import get_backend
+        from .. import get_backend
         be = get_backend(backend)
         out["series"] = {k: be.from_numpy(v) for k, v in out["series"].items()}
         out["fields"] = be.from_numpy(out["fields"])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .base import FORMATS, EnsembleStore, StoreError
-from .files import _fsync_dir
+from .files import write_atomically
 
 __all__ = ["HDF5Store", "HEADER", "BLOCKS"]
 
@@ -45,16 +45,11 @@ def _h5py():
 def _write_atomically(path: str, fill) -> None:
     """``fill(h5py.File)`` into a temporary file, synced and renamed to ``path``."""
     h5py = _h5py()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with h5py.File(tmp, "w") as f:
-        fill(f)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            fill(f)
+    write_atomically(path, write)
 
 
 def _dataset(f, name: str, data) -> None:
