@@ -160,38 +160,16 @@ def theory_from_card(card: Mapping, couplings: Any = None, backend: Any = None):
     stray = [k for k in c if k in _ALL_MODEL_KEYS - set(MODEL_KEYS[model]) and c[k] is not None]
     if stray:
         raise ValueError(f"{stray[0]} does not apply to model = {model!r} (it takes {', '.join(MODEL_KEYS[model])})")
-    if model == "phi4":
-        bg = "beta" in c or "g" in c
-        kl = "kappa" in c or "lam" in c
-        if bg and kl:
-            raise ValueError("give either beta/g or kappa/lam, not both")
-        if kl:
-            if "kappa" not in c or "lam" not in c:
-                raise ValueError("kappa and lam go together")
-            return Phi4.from_kappa_lambda(c["kappa"], c["lam"])
-        if "beta" not in c or "g" not in c:
-            raise ValueError("give the couplings: beta and g, or kappa and lam")
-        return Phi4.from_beta_g(c["beta"], c["g"])
-    if "beta" not in c:
-        raise ValueError(f"model {model} needs beta (the inverse temperature)")
-    common = {"J": c["J"]} if "J" in c else {}
-    dim = c.get("dim", _DEFAULTS["dim"])
-    if model == "ising":
-        return Ising(beta=c["beta"], h=c.get("h", 0.0), dim=dim, **common)
-    if model in ("potts", "clock"):
-        return (Potts if model == "potts" else Clock)(beta=c["beta"], q=c.get("q", 3), dim=dim, **common)
-    if couplings is not None:
-        return EdwardsAnderson(beta=c["beta"], couplings=couplings)
-    if ("couplings" in c) == ("couplings_seed" in c):
-        raise ValueError("model ea needs exactly one of couplings (a .npy file) or couplings_seed")
-    if "couplings" in c:
-        from .storage import load_couplings
-        return EdwardsAnderson(beta=c["beta"], couplings=load_couplings(c["couplings"]))
+    if couplings is None and isinstance(c.get("couplings"), str):
+        if "couplings_seed" in c:
+            raise ValueError("model ea needs exactly one of couplings (a .npy file) or couplings_seed")
+        from .storage import load_couplings  # a file named by the card: host I/O
+        couplings = load_couplings(c["couplings"])
     if backend is None:
         from ..backends import get_backend
         backend = get_backend("numpy")
-    return EdwardsAnderson.gaussian(c.get("L", _DEFAULTS["L"]), dim, c["couplings_seed"], beta=c["beta"],
-                                    backend=backend)
+    return MODEL_CLASSES[model].from_card(c, dim=c.get("dim", _DEFAULTS["dim"]), L=c.get("L", _DEFAULTS["L"]),
+                                          couplings=couplings, backend=backend)
 
 
 def family_of_card(card: Mapping):
@@ -201,16 +179,8 @@ def family_of_card(card: Mapping):
 
 
 def card_from_theory(theory: Any) -> dict:
-    """The card keys that name ``theory`` (Edwards-Anderson couplings are stored beside the card)."""
-    p = dict(theory.params())
-    name = p.pop("name")
-    if name == "phi4":
-        form = p.pop("form")
-        return {"model": "phi4", **({"beta": p["beta"], "g": p["g"]} if form == "beta_g"
-                                    else {"kappa": p["kappa"], "lam": p["lam"]})}
-    if name == "ea":
-        return {"model": "ea", "beta": p["beta"]}
-    return {"model": name, **p}
+    """The card keys that name ``theory`` (the theory says them: ``theory.card()``)."""
+    return theory.card()
 
 
 # --- the run specification -----------------------------------------------------------------------

@@ -92,13 +92,15 @@ def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> 
         if _float_name(x, dtype) != field:
             raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
         # draws per sweep: a normal and a uniform per hit and parity
+        # a native stream's draws: the normals unscaled, the kernel scales them in the same pass
         return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
+                "draw_args": {"scaled": False},
                 "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 4 * hits}
     if kind == "ising":
         if "int8" not in str(x.dtype):
             raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
         # draws per sweep: 32 random bits per hit and parity
-        return {"kind": "ising", "dim": d, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
+        return {"kind": "ising", "dim": d, "draw_args": {}, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
                 "offset": 4 * d + 1, "block_index": _block_index(d), "draws_per_sweep": 2 * hits}
     raise ValueError(f"no fused checkerboard kernel for the rule {type(rule).__name__} on {type(theory).__name__} "
                      f"(there are two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")

@@ -17,6 +17,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device as device_of
 
+from ..theories.base import Theory, family_of
 from .base import count_per_chain
 from .rules import Rule, _uniform_couplings
 
@@ -31,8 +32,8 @@ class HeatBath(Rule):
     always_accepts = True
 
     def check(self, theory: Any) -> None:
-        if not hasattr(theory, "local_log_weights"):
-            raise ValueError(f"the heat bath needs a spin theory, got {type(theory).__name__}")
+        if not family_of(theory).discrete or type(theory).local_log_weights is Theory.local_log_weights:
+            raise ValueError(f"the heat bath needs a spin theory with conditional weights, got {type(theory).__name__}")
 
     def site_draws(self, theory, rng, n, chains, dtype):
         raise ValueError("the heat bath runs on the checkerboard (algorithm='heatbath'), not at random sites")

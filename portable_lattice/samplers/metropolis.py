@@ -219,12 +219,11 @@ class CheckerboardMetropolis(_Loop):
             x, counts = kernel(x, plan, fused.stream_plan(rng, plan["draws_per_sweep"]))
             fused.advance_stream(rng, plan["draws_per_sweep"])
         else:
-            # the generic path's own draws, in its order (parity 0's, then parity 1's); a phi^4
-            # kernel scales the normals by the step itself (one pass over memory fewer)
+            # the generic path's own draws, in its order (parity 0's, then parity 1's), as the
+            # plan asks for them (a phi^4 kernel scales the normals itself: one pass fewer)
             d, L = x.ndim - 1, x.shape[1]
             half = (x.shape[0], 2 ** (d - 1)) + (L // 2,) * d
-            extra = {"scaled": False} if plan["kind"] == "phi4" else {}
-            draws = [self.rule.block_draws(rng, half, dtype, self.hits, **extra) for _ in (0, 1)]
+            draws = [self.rule.block_draws(rng, half, dtype, self.hits, **plan["draw_args"]) for _ in (0, 1)]
             x, counts = kernel(x, plan, {"stream": "native", "draws": draws})
         return x, xp.astype(counts, dtype)
 

@@ -39,6 +39,7 @@ from array_api_compat import array_namespace
 from .._checks import positive_float
 from .._delegation import accelerated
 from ..theories.base import family_of
+from ..theories.learned import LearnedEnergy
 from .base import count_per_chain, log_uniform
 
 __all__ = ["Rule", "Site", "masked_metropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "EnergyModelUpdate",
@@ -278,8 +279,9 @@ class SurrogateShift(Rule):
 
 # --- spins ----------------------------------------------------------------------------------
 def _uniform_couplings(theory) -> bool:
-    """Integer thresholds need one coupling for every bond (Ising, not Edwards-Anderson)."""
-    return hasattr(theory, "flip_thresholds") and not hasattr(theory, "coupling_table")
+    """Integer thresholds need one coupling for every bond (Ising, not Edwards-Anderson): the
+    theory says so."""
+    return theory.uniform_couplings
 
 
 @dataclass(frozen=True)
@@ -297,9 +299,9 @@ class SpinFlip(Rule):
             raise ValueError(f"a spin flip needs +-1 spins (Ising, Edwards-Anderson), got {type(theory).__name__}")
 
     def prepare(self, theory, x, dtype) -> dict:
-        if hasattr(theory, "coupling_table"):
-            return {"table": theory.coupling_table(dtype)}
-        return {}
+        # quenched couplings (Edwards-Anderson) as a table the random-site update looks up
+        table = theory.coupling_table(dtype)
+        return {} if table is None else {"table": table}
 
     def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
         return ()
@@ -350,7 +352,8 @@ class StateShift(Rule):
     """s_x -> (s_x + 1 + k) mod q, k ~ U{0..q-2}: a uniformly random other state (Potts, clock)."""
 
     def check(self, theory: Any) -> None:
-        if not hasattr(theory, "q"):
+        states = tuple(theory.state_values()) if family_of(theory).discrete else ()
+        if not states or states != tuple(range(len(states))):
             raise ValueError(f"a state shift needs q-state spins (Potts, clock), got {type(theory).__name__}")
 
     def site_draws(self, theory, rng, n, chains, dtype) -> tuple:
@@ -378,7 +381,7 @@ class EnergyModelUpdate(Rule):
     """
 
     def check(self, theory: Any) -> None:
-        if not hasattr(theory, "site_change_action"):
+        if not isinstance(theory, LearnedEnergy):
             raise ValueError(f"an energy-model update needs a theory with a learned energy (LearnedEnergy), "
                              f"got {type(theory).__name__}")
 

@@ -32,6 +32,24 @@ def check_beta(beta: Any) -> float:
 class Theory:
     """What every theory does the same way unless it says otherwise (a base class of each)."""
 
+    #: one coupling for every bond: the integer acceptance thresholds of the blocked spin updates
+    #: apply (Ising; not Edwards-Anderson, Potts or a learned energy)
+    uniform_couplings = False
+
+    @classmethod
+    def from_card(cls, card, *, dim: int, L: int, couplings: Any = None, backend: Any = None) -> "Theory":
+        """The theory a run card's coupling keys name (``beta``, ``J``, ``h``, ``q`` as the class
+        takes them); ``dim``, ``L``, ``couplings`` and ``backend`` for the theories that need them."""
+        if card.get("beta") is None:
+            raise ValueError(f"model {card.get('model')} needs beta (the inverse temperature)")
+        keys = {k: card[k] for k in cls.__dataclass_fields__ if k in card and k not in ("dim",)}
+        return cls(dim=dim, **keys)
+
+    def card(self) -> dict:
+        """The run card keys that name this theory (``model`` and its couplings)."""
+        p = dict(self.params())
+        return {"model": p.pop("name"), **p}
+
     def check_lattice(self, L: int, dim: int) -> None:
         """Refuse, before any allocation, an ``L**dim`` torus the theory cannot live on."""
         fixed = getattr(self, "dim", None)
@@ -43,6 +61,14 @@ class Theory:
         without one says why it has none."""
         raise ValueError(f"cluster updates (Swendsen-Wang, Wolff) are implemented for the Ising and Potts "
                          f"models, got {type(self).__name__}")
+
+    def coupling_table(self, dtype: Any) -> Any:
+        """Quenched couplings as a per-site table (Edwards-Anderson); None for uniform couplings."""
+        return None
+
+    def local_log_weights(self, s: Any, dtype: Any) -> list:
+        """-beta E_x(v) at every site for every state v (the heat bath's conditional weights)."""
+        raise ValueError(f"the heat bath needs a spin theory with conditional weights, got {type(self).__name__}")
 
     def with_arrays(self, convert) -> "Theory":
         """The same theory with its arrays (quenched couplings) passed through ``convert``, e.g.

@@ -56,6 +56,7 @@ class Ising(Theory):
     h: float = 0.0
     dim: int | None = None
     n_states: int = field(default=2, init=False)
+    uniform_couplings = True  # a class attribute: the integer thresholds apply
 
     def __post_init__(self):
         check_beta(self.beta)
@@ -226,6 +227,23 @@ class EdwardsAnderson(Ising):
     def with_couplings(self, couplings) -> "EdwardsAnderson":
         """The same theory with its couplings on another backend or device."""
         return type(self)(beta=self.beta, couplings=couplings)
+
+    uniform_couplings = False  # a coupling per bond: the float acceptance path
+
+    @classmethod
+    def from_card(cls, card, *, dim: int, L: int, couplings=None, backend=None) -> "EdwardsAnderson":
+        """Couplings given as an array (``couplings``), or drawn from ``couplings_seed`` on ``backend``;
+        a card's ``couplings`` file is read by the run layer and arrives as ``couplings``."""
+        if card.get("beta") is None:
+            raise ValueError("model ea needs beta (the inverse temperature)")
+        if couplings is not None:
+            return cls(beta=card["beta"], couplings=couplings)
+        if "couplings_seed" not in card:
+            raise ValueError("model ea needs exactly one of couplings (a .npy file) or couplings_seed")
+        return cls.gaussian(L, dim, card["couplings_seed"], beta=card["beta"], backend=backend)
+
+    def card(self) -> dict:
+        return {"model": "ea", "beta": self.beta}  # the couplings are stored beside the card
 
     def with_arrays(self, convert) -> "EdwardsAnderson":
         return self.with_couplings(convert(self.couplings))

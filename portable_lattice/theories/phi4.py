@@ -72,6 +72,26 @@ class Phi4(Theory):
         """g for the (beta, g) form (from expanding g(phi^2-1)^2), 0 for (kappa, lambda)."""
         return self.g if self.form == "beta_g" else 0.0
 
+    @classmethod
+    def from_card(cls, card, *, dim: int = 2, L: int = 0, couplings=None, backend=None) -> "Phi4":
+        """(beta, g) as in [PEM] or (kappa, lam) as in [DMSQ], never both."""
+        bg = "beta" in card or "g" in card
+        kl = "kappa" in card or "lam" in card
+        if bg and kl:
+            raise ValueError("give either beta/g or kappa/lam, not both")
+        if kl:
+            if "kappa" not in card or "lam" not in card:
+                raise ValueError("kappa and lam go together")
+            return cls.from_kappa_lambda(card["kappa"], card["lam"])
+        if "beta" not in card or "g" not in card:
+            raise ValueError("give the couplings: beta and g, or kappa and lam")
+        return cls.from_beta_g(card["beta"], card["g"])
+
+    def card(self) -> dict:
+        p = self.params()
+        keys = ("beta", "g") if self.form == "beta_g" else ("kappa", "lam")
+        return {"model": "phi4", **{k: p[k] for k in keys}}
+
     def params(self) -> dict:
         """The parameters in the form the user chose (for reports and JSON)."""
         if self.form == "beta_g":
