@@ -11,7 +11,8 @@ import hashlib
 import json
 import math
 import tomllib
-from .spec import CARD_KEYS, DEFAULT_MODEL, KEY_TYPES, KNOB_TYPES, MODEL_KEYS, card_from_theory, theory_from_card
+from .spec import (CARD_KEYS, DEFAULT_MODEL, KEY_TYPES, KNOB_TYPES, MODEL_KEYS, card_from_theory, stray_model_keys,
+                   theory_from_card)
 
 __all__ = ["CARD_KEYS", "PHYSICS_KEYS", "RUN_LENGTH_KEYS", "read_card", "theory_from_card", "card_from_theory",
            "knobs_from_card", "physics_hash", "check_card", "CardError"]
@@ -73,7 +74,7 @@ def check_card(card: dict, *, text: str | None = None, source: str = "card") -> 
     model = card.get("model", DEFAULT_MODEL)
     if model not in MODEL_KEYS:
         raise CardError(f"{where('model')}: model must be one of {sorted(MODEL_KEYS)}, got model = {model!r}")
-    stray = [k for k in card if k in set().union(*map(set, MODEL_KEYS.values())) - set(MODEL_KEYS[model])]
+    stray = stray_model_keys(card, model)
     if stray:
         raise CardError(f"{where(stray[0])}: {stray[0]} does not apply to model = {model!r} "
                         f"(it takes {', '.join(MODEL_KEYS[model])})")

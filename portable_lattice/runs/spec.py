@@ -150,6 +150,11 @@ DEFAULT_MODEL = "phi4"
 _COUPLING_TYPES = {"couplings": str, "q": int, "couplings_seed": int}
 
 
+def stray_model_keys(card: Mapping, model: str) -> list:
+    """The coupling keys of ``card`` that belong to another model than ``model``."""
+    return [k for k in card if k in _ALL_MODEL_KEYS - set(MODEL_KEYS[model]) and card[k] is not None]
+
+
 def theory_from_card(card: Mapping, couplings: Any = None, backend: Any = None):
     """The theory a card names (keys of :data:`MODEL_KEYS`; flags and keywords use the same names).
     Edwards-Anderson couplings come from ``couplings`` (an array), a ``couplings`` file, or
@@ -157,7 +162,7 @@ def theory_from_card(card: Mapping, couplings: Any = None, backend: Any = None):
     c = card
     model = c.get("model", DEFAULT_MODEL)
     choice("model", model, MODELS)
-    stray = [k for k in c if k in _ALL_MODEL_KEYS - set(MODEL_KEYS[model]) and c[k] is not None]
+    stray = stray_model_keys(c, model)
     if stray:
         raise ValueError(f"{stray[0]} does not apply to model = {model!r} (it takes {', '.join(MODEL_KEYS[model])})")
     if couplings is None and isinstance(c.get("couplings"), str):

@@ -91,6 +91,8 @@ def test_uncommitted_rows_are_never_shown_and_cut_back(fmt, tmp_path):
     writer.commit({"n_meas": 6, "n_saved": 2}, {"state": {}, "rng": {}, "counters": {}})
     data = open_ensemble(path)
     assert _same(data["series"]["m"], np.concatenate([committed["m"], nxt])) and data["format"] == fmt
+    from portable_lattice.runs.storage import Store
+    assert isinstance(writer, Store)  # every format is what the run layer asks of a store
 
 
 def _data_files(path, fmt):
