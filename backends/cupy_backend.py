@@ -9,6 +9,8 @@ Philox4x32-10, whose seeding is cheap (measured an order of magnitude cheaper th
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._base import Backend, BackendUnavailableError, check_shape, float_name
@@ -125,6 +127,7 @@ def cupy_cluster_labels(bonds):
     return first[comp].reshape(shape)
 
 
+@functools.lru_cache(maxsize=1)
 def _has_cugraph() -> bool:
     """cupyx's connected_components runs on pylibcugraph (RAPIDS), an install of its own."""
     try:
@@ -136,11 +139,21 @@ def _has_cugraph() -> bool:
 
 def _register():
     import array_api_compat
-    from portable_lattice._delegation import register_implementation
-    # without pylibcugraph, cupyx's connected_components raises at call time; the generic label
-    # propagation (pointer jumping, all on the GPU) then serves CuPy arrays
-    if _has_cugraph():
-        register_implementation("cluster_labels", array_api_compat.is_cupy_namespace, cupy_cluster_labels)
+    from portable_lattice._delegation import Route, register, register_absent
+
+    def cupy_with_cugraph(xp):
+        # without pylibcugraph, cupyx's connected_components raises at call time; the generic label
+        # propagation (pointer jumping, all on the GPU) then serves CuPy arrays
+        return array_api_compat.is_cupy_namespace(xp) and _has_cugraph()
+
+    register(Route("implementation", "cluster_labels", ("cupy",), "cupyx.scipy.sparse.csgraph, only where RAPIDS' "
+                   "pylibcugraph is installed (else generic label propagation on the GPU)", cupy_with_cugraph,
+                   cupy_cluster_labels))
+    register(Route("library", "inplace_site_writes", ("cupy",), "array-api-extra's at(...).set"))
+    register_absent("implementation", "cluster_ids", "cupy", "ranked labels from cluster_labels")
+    register_absent("implementation", "lookup", "cupy", "cupy.take is already one gather")
+    register_absent("implementation", "upscale_field", "cupy", "the generic coarse-lattice rolls run on the GPU")
+    register_absent("accelerator", "torch.compile", "cupy", "no tracing compiler for CuPy arrays")
 
 
 _register()

@@ -154,19 +154,19 @@ def scipy_cluster_labels(bonds):
 
 def _register():
     import array_api_compat
-    from portable_lattice._delegation import register_implementation
-    register_implementation("cluster_labels", array_api_compat.is_numpy_namespace, scipy_cluster_labels)
-    register_implementation("cluster_ids", array_api_compat.is_numpy_namespace, scipy_cluster_ids)
+    from portable_lattice._delegation import Route, register, register_absent
+    np_ns = array_api_compat.is_numpy_namespace
+    register(Route("implementation", "cluster_labels", ("numpy",), "scipy.sparse.csgraph.connected_components on a "
+                   "CSR lattice graph", np_ns, scipy_cluster_labels))
+    register(Route("implementation", "cluster_ids", ("numpy",), "SciPy's component numbering (already in order of "
+                   "the smallest site)", np_ns, scipy_cluster_ids))
+    register(Route("library", "inplace_site_writes", ("numpy",), "array-api-extra's at(...).set: O(1) per "
+                   "random-site update"))
+    register_absent("implementation", "lookup", "numpy", "array-api-compat's take is already one gather")
+    register_absent("implementation", "upscale_field", "numpy", "the generic coarse-lattice rolls are the NumPy path")
+    register_absent("accelerator", "torch.compile", "numpy", "no tracing compiler for NumPy arrays")
     from .fused import register as register_fused  # numba kernels for numpy and CPU torch arrays
     register_fused()
 
 
 _register()
-
-
-def spawn_seed(seed: int, index: int) -> int:
-    """A 63-bit seed for task ``index`` of a run seeded with ``seed``: NumPy's
-    ``SeedSequence(seed, spawn_key=(index,))``, so tasks are independent and a task's seed
-    does not depend on which worker runs it."""
-    state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)
-    return int(state[0] >> np.uint64(1))

@@ -197,10 +197,12 @@ def _compile(fn):
 
 def _register():
     import array_api_compat
-    from portable_lattice._delegation import Accelerator, register_accelerator
+    from portable_lattice._delegation import Route, register
 
-    register_accelerator(Accelerator("torch.compile", matches=array_api_compat.is_torch_namespace,
-                                     enabled=compile_enabled, wrap=_compile))
+    torch_ns = array_api_compat.is_torch_namespace
+    for key, doc in (("torch:cpu", "Inductor (C++/OpenMP), opt-in: simulate(..., compile=True)"),
+                     ("torch:cuda", "Inductor (Triton), opt-in: simulate(..., compile=True)")):
+        register(Route("accelerator", "torch.compile", (key,), doc, torch_ns, _compile, enabled=compile_enabled))
 
 
 _register()
@@ -264,11 +266,25 @@ def _torch_upscale_field(mu, kernels, dtype):
 
 def _register_labels():
     import array_api_compat
-    from portable_lattice._delegation import register_implementation
-    register_implementation("cluster_labels", array_api_compat.is_torch_namespace, _torch_cluster_labels)
-    register_implementation("cluster_ids", array_api_compat.is_torch_namespace, _torch_cluster_ids)
-    register_implementation("lookup", array_api_compat.is_torch_namespace, _torch_lookup)
-    register_implementation("upscale_field", array_api_compat.is_torch_namespace, _torch_upscale_field)
+    from portable_lattice._delegation import Route, register, register_absent
+
+    torch_ns = array_api_compat.is_torch_namespace
+    # one function per operation; it looks at the tensors' device, so the CPU and CUDA entries
+    # below share it and say what each device gets
+    register(Route("implementation", "cluster_labels", ("torch:cpu",), "SciPy's connected components through "
+                   "zero-copy NumPy views", torch_ns, _torch_cluster_labels))
+    register(Route("implementation", "cluster_labels", ("torch:cuda",), "Triton union-find (Komura 2015: union "
+                   "by atomic minimum, flatten, check; canonical labels; d = 2, 3, below 2^31 sites) where triton "
+                   "is installed; else generic label propagation on the GPU", torch_ns, _torch_cluster_labels))
+    register(Route("implementation", "cluster_ids", ("torch:cpu",), "SciPy's numbering through zero-copy NumPy "
+                   "views", torch_ns, _torch_cluster_ids))
+    register_absent("implementation", "cluster_ids", "torch:cuda", "ranked generic labels (the CPU route declines "
+                    "CUDA tensors)")
+    register(Route("implementation", "lookup", ("torch:cpu", "torch:cuda"), "torch.index_select (array-api-compat's "
+                   "take remaps negative indices first)", torch_ns, _torch_lookup))
+    register(Route("implementation", "upscale_field", ("torch:cpu", "torch:cuda"), "one conv2d with the four "
+                   "block offsets as channels, then pixel_shuffle", torch_ns, _torch_upscale_field))
+    register(Route("library", "inplace_site_writes", ("torch:cpu", "torch:cuda"), "array-api-extra's at(...).set"))
 
 
 _register_labels()

@@ -124,20 +124,39 @@ def _through_torch(kernel):
 _DONE: set = set()
 
 
+_NUMBA = ("numpy", "torch:cpu")
+_NUMBA_DOC = "Numba @njit(parallel=True) (pip install 'portable-lattice[fast]'); CPU tensors through zero-copy views"
+_GPU_MEASURE = "the generic reductions run on the GPU (one pass each)"
+
+
 def register() -> None:
     """Register the CPU kernels (Numba) and the GPU kernels (Triton), once; each applies where
     its library imports, which its predicate asks on first use."""
-    from portable_lattice._delegation import register_fused
+    from portable_lattice._delegation import Route, register as route, register_absent
     if _DONE:
         return
-    register_fused("checkerboard", _numpy_or_cpu_torch, _numba_checkerboard)
-    register_fused("hmc", _numpy_or_cpu_torch, _numba_hmc)
-    register_fused("measure_phi4", _numpy_or_cpu_torch, _numba_measure("phi4"))
-    register_fused("measure_ising", _numpy_or_cpu_torch, _numba_measure("ising"))
-    register_fused("philox_normals", _numpy_or_cpu_torch, _numba_draw("normals"))
-    register_fused("philox_uniforms", _numpy_or_cpu_torch, _numba_draw("uniforms"))
-    register_fused("checkerboard", _cuda_torch, _triton_checkerboard)
-    register_fused("hmc", _cuda_torch, _triton_hmc)
-    register_fused("checkerboard", _cupy, _through_torch(_triton_checkerboard))
-    register_fused("hmc", _cupy, _through_torch(_triton_hmc))
+    route(Route("fused", "checkerboard", _NUMBA, f"{_NUMBA_DOC}: both parities in place, phi^4 and Ising",
+                _numpy_or_cpu_torch, _numba_checkerboard))
+    route(Route("fused", "hmc", _NUMBA, f"{_NUMBA_DOC}: one pass per integration step", _numpy_or_cpu_torch,
+                _numba_hmc))
+    for name in ("phi4", "ising"):
+        route(Route("fused", f"measure_{name}", _NUMBA, f"{_NUMBA_DOC}: the per-chain sums in one pass",
+                    _numpy_or_cpu_torch, _numba_measure(name)))
+    for kind in ("normals", "uniforms"):
+        route(Route("fused", f"philox_{kind}", _NUMBA, f"{_NUMBA_DOC}: the generator's Philox {kind}, bit for bit",
+                    _numpy_or_cpu_torch, _numba_draw(kind)))
+    route(Route("fused", "checkerboard", ("torch:cuda",), "Triton: one launch per parity, Philox numbers in "
+                "registers (triton ships with torch's CUDA builds)", _cuda_torch, _triton_checkerboard))
+    route(Route("fused", "hmc", ("torch:cuda",), "Triton: one launch per integration step, the Hamiltonian's "
+                "sums in the first and last", _cuda_torch, _triton_hmc))
+    route(Route("fused", "checkerboard", ("cupy",), "the Triton kernel on zero-copy torch views (torch.as_tensor "
+                "of the CUDA array interface), where torch with CUDA and triton are installed", _cupy,
+                _through_torch(_triton_checkerboard)))
+    route(Route("fused", "hmc", ("cupy",), "the Triton kernel on zero-copy torch views, where torch with CUDA "
+                "and triton are installed", _cupy, _through_torch(_triton_hmc)))
+    for gpu in ("torch:cuda", "cupy"):
+        for name in ("measure_phi4", "measure_ising"):
+            register_absent("fused", name, gpu, _GPU_MEASURE)
+        for name in ("philox_normals", "philox_uniforms"):
+            register_absent("fused", name, gpu, "the stream's own Philox generator draws on the GPU")
     _DONE.add("registered")

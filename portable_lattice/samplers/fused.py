@@ -25,15 +25,13 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from .._delegation import fused_kernel
+from .._delegation import capability_name, fused_kernel
 from ..lattice import Checkerboard
 from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_reduced_scalar, sqrt_reduced_scalar
 
-__all__ = ["CAPABILITY", "philox_normal", "FusedUniforms", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
+__all__ = ["philox_normal", "FusedUniforms", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
            "uses_philox", "check_philox_range"]
 
-#: capability names (``backends.capabilities``) of the fused kernels
-CAPABILITY = {"checkerboard": "fused_checkerboard", "hmc": "fused_hmc"}
 #: dimensions the fused kernels are written for
 FUSED_DIMS = (2, 3)
 
@@ -48,7 +46,7 @@ def kernel_for(name: str, x: Any):
     """The fused kernel ``name`` for ``x``, or a ValueError naming the capability."""
     fn = fused_kernel(name, x)
     if fn is None:
-        raise ValueError(f"fused=True: no backend has the capability {CAPABILITY[name]!r} for "
+        raise ValueError(f"fused=True: no backend has the capability {capability_name('fused', name)!r} for "
                          f"{_backend_name(x)} (numpy and torch on the CPU need numba: pip install "
                          f"'portable-lattice[fast]'; torch and cupy on a GPU need triton); "
                          f"see portable_lattice.backends.CAPABILITIES")
