@@ -169,4 +169,12 @@ def _register():
     register_fused()
 
 
+def spawn_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for task ``index`` of a run seeded with ``seed``: NumPy's
+    ``SeedSequence(seed, spawn_key=(index,))``, so tasks are independent and a task's seed
+    does not depend on which worker runs it."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
 _register()

@@ -239,26 +239,88 @@ def run(kernel, start: Any, rng, *, n_therm: int, n_measure: int, every: int = 1
     nonnegative_int("save_every", save_every)
     if measure is None:
         raise ValueError("measure must be a callable phi -> dict of per-chain observables")
-    sink = MemorySink(flush_every) if sink is None else sink
-    counters = _fresh_counters() if counters is None else counters
     state = start if hasattr(start, "config") else kernel.init(start)
-    xp = array_namespace(state.config)
-    to_host = to_host or _default_to_host
-    chains = state.config.shape[0]
-    volume = volume_of(state.config)
-    therm_left = 0 if counters["therm_done"] else n_therm
-    bar = Progress(n_measure * every + therm_left, label, progress,
-                   initial=counters["n_meas"] * every if counters["therm_done"] else 0)
-    pending: list[dict] = []
-    saved: list = []
-    saved_at: list[int] = []
-    t0 = time.perf_counter()
+    loop = _Loop(kernel, state, rng, n_therm, n_measure, every, measure, analyse, to_host or _default_to_host,
+                 MemorySink(flush_every) if sink is None else sink,
+                 _fresh_counters() if counters is None else counters, save_every, progress, label)
+    with loop.sink:
+        if not loop.counters["therm_done"]:
+            loop.thermalise()
+        loop.measure_all()
+    return loop.finish()
 
-    def result(series, seconds):
+
+class _Loop:
+    """The state of one :func:`run`: the kernel's state, the counters, the rows not yet handed to
+    the sink, and the progress display; its methods are the loop's phases."""
+
+    def __init__(self, kernel, state, rng, n_therm, n_measure, every, measure, analyse, to_host, sink,
+                 counters, save_every, progress, label):
+        self.kernel, self.state, self.rng = kernel, state, rng
+        self.n_therm, self.n_measure, self.every = n_therm, n_measure, every
+        self.measure, self.analyse, self.to_host = measure, analyse, to_host
+        self.sink, self.counters, self.save_every = sink, counters, save_every
+        self.xp = array_namespace(state.config)
+        self.chains = state.config.shape[0]
+        self.volume = volume_of(state.config)
+        self.therm_left = 0 if counters["therm_done"] else n_therm
+        self.bar = Progress(n_measure * every + self.therm_left, label, progress,
+                            initial=counters["n_meas"] * every if counters["therm_done"] else 0)
+        self.pending: list[dict] = []
+        self.saved: list = []
+        self.saved_at: list[int] = []
+        self.t0 = time.perf_counter()
+
+    def thermalise(self) -> None:
+        xp, counters, every = self.xp, self.counters, self.every
+        axes = lattice_axes(self.state.config)
+        for i in range(1, self.n_therm + 1):
+            self.state, _info = self.kernel.step(self.state, self.rng)
+            counters["steps"] += 1
+            if i % max(every, 10) == 0 or i == self.n_therm:
+                bad = self.to_host(~xp.isfinite(xp.sum(self.state.config, axis=axes)))
+                if bool(bad.any()):
+                    self.non_finite(bad, "thermalisation")
+            self.bar.update(i)
+        counters["therm_done"] = True
+        self.sink.thermalised(self.state, self.rng, counters)
+
+    def measure_all(self) -> None:
+        counters, n_measure, every = self.counters, self.n_measure, self.every
+        while counters["n_meas"] < n_measure:
+            self.state, values = measurement(self.kernel, self.state, self.rng, every, self.measure)
+            counters["steps"] += every
+            counters["n_meas"] += 1
+            self.pending.append(values)
+            if self.save_every and counters["n_meas"] % self.save_every == 0:
+                self.saved.append(self.state.config)
+                self.saved_at.append(counters["n_meas"])
+            self.bar.update(self.therm_left + counters["n_meas"] * every)
+            if len(self.pending) >= self.sink.block or counters["n_meas"] == n_measure:
+                status = self.write_block(counters["n_meas"] >= n_measure)
+                if status is not None and counters["n_meas"] < n_measure:
+                    self.bar.close()
+                    raise StopRequested(status, f"stopped at measurement {counters['n_meas']} of {n_measure} "
+                                                "(committed); continue with: portable-lattice resume "
+                                                f"{self.sink.where().get('out', '')}")
+
+    def write_block(self, finished: bool) -> int | None:
+        xp, pending = self.xp, self.pending
+        rows = {name: self.to_host(xp.stack([p[name] for p in pending], axis=0)) for name in pending[0]}
+        bad = _bad_rows(rows)
+        if bad is not None:
+            self.non_finite(bad, "measurement", rows)
+        configs = self.to_host(xp.stack(self.saved, axis=0)) if self.saved else None
+        self.counters["n_saved"] += len(self.saved)
+        status = self.sink.write(rows, configs, list(self.saved_at), self.state, self.rng, self.counters, finished)
+        pending.clear(), self.saved.clear(), self.saved_at.clear()
+        return status
+
+    def result(self, series: dict, seconds: float) -> RunResult:
         obs = {}
         if series:
             try:
-                obs = (analyse or _default_analyse)(series)
+                obs = (self.analyse or _default_analyse)(series)
             except Exception:  # noqa: BLE001 - a partial result must survive a failing analysis
                 obs = {}
         with warnings.catch_warnings():
@@ -266,76 +328,41 @@ def run(kernel, start: Any, rng, *, n_therm: int, n_measure: int, every: int = 1
             warnings.simplefilter("ignore", UnreliableErrorWarning)
             acc = gamma_method(series["acceptance"]) if series.get("acceptance") is not None \
                 and series["acceptance"].shape[0] else Estimate(float("nan"), float("nan"))
-        return RunResult(series, obs, acc, seconds, counters["steps"], chains, volume, state, dict(sink.where()))
+        return RunResult(series, obs, acc, seconds, self.counters["steps"], self.chains, self.volume, self.state,
+                         dict(self.sink.where()))
 
-    def non_finite(bad, where, rows=None):
+    def non_finite(self, bad, where: str, rows: dict | None = None):
         """Stop: keep the rows before the first bad one (a memory sink keeps them; a store keeps
         what it committed), and name the step and the chains."""
         if bad.ndim == 2:
             first = int(bad.any(axis=1).nonzero()[0][0])
             if rows is not None and first:
-                sink.keep({name: v[:first] for name, v in rows.items()})
+                self.sink.keep({name: v[:first] for name, v in rows.items()})
             bad = bad.any(axis=0)
         idx = [int(i) for i in bad.nonzero()[0]]
-        bar.close()
-        partial = result(sink.series(), time.perf_counter() - t0)
+        self.bar.close()
+        partial = self.result(self.sink.series(), time.perf_counter() - self.t0)
         kept = next(iter(partial.series.values())).shape[0] if partial.series else 0
+        where_out = self.sink.where()
         raise NonFiniteFieldError(
-            f"the field became non-finite by step {counters['steps']} ({where}) in chain(s) {idx[:10]}"
+            f"the field became non-finite by step {self.counters['steps']} ({where}) in chain(s) {idx[:10]}"
             f"{'...' if len(idx) > 10 else ''}; the {kept} measurements before it are kept"
-            + (f" in {sink.where()['out']}" if "out" in sink.where() else " in .partial"),
-            counters["steps"], idx, partial)
+            + (f" in {where_out['out']}" if "out" in where_out else " in .partial"),
+            self.counters["steps"], idx, partial)
 
-    def write_block(finished: bool) -> int | None:
-        rows = {name: to_host(xp.stack([p[name] for p in pending], axis=0)) for name in pending[0]}
-        bad = _bad_rows(rows)
-        if bad is not None:
-            non_finite(bad, "measurement", rows)
-        configs = to_host(xp.stack(saved, axis=0)) if saved else None
-        counters["n_saved"] += len(saved)
-        status = sink.write(rows, configs, list(saved_at), state, rng, counters, finished)
-        pending.clear(), saved.clear(), saved_at.clear()
-        return status
-
-    axes = lattice_axes(state.config)
-    with sink:
-        if not counters["therm_done"]:
-            for i in range(1, n_therm + 1):
-                state, _info = kernel.step(state, rng)
-                counters["steps"] += 1
-                if i % max(every, 10) == 0 or i == n_therm:
-                    bad = to_host(~xp.isfinite(xp.sum(state.config, axis=axes)))
-                    if bool(bad.any()):
-                        non_finite(bad, "thermalisation")
-                bar.update(i)
-            counters["therm_done"] = True
-            sink.thermalised(state, rng, counters)
-        while counters["n_meas"] < n_measure:
-            state, values = measurement(kernel, state, rng, every, measure)
-            counters["steps"] += every
-            counters["n_meas"] += 1
-            pending.append(values)
-            if save_every and counters["n_meas"] % save_every == 0:
-                saved.append(state.config)
-                saved_at.append(counters["n_meas"])
-            bar.update(therm_left + counters["n_meas"] * every)
-            if len(pending) >= sink.block or counters["n_meas"] == n_measure:
-                status = write_block(counters["n_meas"] >= n_measure)
-                if status is not None and counters["n_meas"] < n_measure:
-                    bar.close()
-                    raise StopRequested(status, f"stopped at measurement {counters['n_meas']} of {n_measure} "
-                                                "(committed); continue with: portable-lattice resume "
-                                                f"{sink.where().get('out', '')}")
-    seconds = time.perf_counter() - t0
-    bar.close()
-    out = result(sink.series(), seconds)
-    acc = out.series.get("acceptance")
-    if acc is not None and acc.shape[0] and not bool((acc > 0).any()):
-        warnings.warn("no proposal was accepted in the whole run (acceptance 0): the measurements are those of "
-                      "the start configuration, and their errors are reported as NaN", FrozenChainWarning, stacklevel=2)
-        out.observables = {k: Estimate(e.value, float("nan"), e.tau_int, e.tau_int_error, e.n)
-                           for k, e in out.observables.items()}
-    return out
+    def finish(self) -> RunResult:
+        """The result, with a warning (and NaN errors) where no proposal was accepted at all."""
+        seconds = time.perf_counter() - self.t0
+        self.bar.close()
+        out = self.result(self.sink.series(), seconds)
+        acc = out.series.get("acceptance")
+        if acc is not None and acc.shape[0] and not bool((acc > 0).any()):
+            warnings.warn("no proposal was accepted in the whole run (acceptance 0): the measurements are those "
+                          "of the start configuration, and their errors are reported as NaN", FrozenChainWarning,
+                          stacklevel=3)
+            out.observables = {k: Estimate(e.value, float("nan"), e.tau_int, e.tau_int_error, e.n)
+                               for k, e in out.observables.items()}
+        return out
 
 
 def thermalise(kernel, state: Any, rng, n: int, *, label: str = "thermalisation") -> Any:

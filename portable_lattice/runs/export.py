@@ -25,6 +25,7 @@ import json
 import math
 import os
 import socket
+from typing import Any
 
 from .storage import EnsembleStore
 
@@ -46,6 +47,36 @@ def _who() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         return ""
+
+
+def _obs(path: str, name: str, tag: str, s: Any, discard: int) -> dict:
+    """One pyerrors Obs of the stream ``tag`` (measurements x chains): one replica per chain,
+    deltas from the mean over all chains, configuration numbers counting from the first measurement."""
+    s = s[discard:].astype("float64")
+    mean = float(s.mean())
+    if not math.isfinite(mean):
+        raise ValueError(f"{path!r}: the stream {tag!r} holds non-finite values; it cannot be exported")
+    replicas = [{"name": f"{name}|r{c:03d}",
+                 "deltas": [[discard + i + 1, d] for i, d in enumerate((s[:, c] - mean).tolist())]}
+                for c in range(s.shape[1])]
+    return {"type": "Obs", "layout": "1", "value": [mean], "tag": [tag], "data": [{"id": name, "replica": replicas}]}
+
+
+def _write_gzip(out: str, data: bytes) -> None:
+    """``data`` gzip-compressed (no time stamp: the same export gives the same bytes) to ``out``,
+    through a temporary file moved into place."""
+    data = gzip.compress(data, mtime=0)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise ValueError(f"cannot write --pyerrors {out!r}: {e.strerror or e}") from e
 
 
 def export_pyerrors(path: str, out: str, *, ensemble: str | None = None, discard: int = 0) -> str:
@@ -79,20 +110,7 @@ def export_pyerrors(path: str, out: str, *, ensemble: str | None = None, discard
         raise ValueError(f"the ensemble name {name!r} must not contain '|' (it separates the replica name)")
     series = store.series()
     card = store.card
-    obsdata = []
-    for tag, s in series.items():
-        s = s[discard:].astype("float64")
-        n, chains = s.shape
-        mean = float(s.mean())
-        if not math.isfinite(mean):
-            raise ValueError(f"{path!r}: the stream {tag!r} holds non-finite values; it cannot be exported")
-        replicas = []
-        for c in range(chains):
-            deltas = (s[:, c] - mean).tolist()
-            replicas.append({"name": f"{name}|r{c:03d}",
-                             "deltas": [[discard + i + 1, d] for i, d in enumerate(deltas)]})
-        obsdata.append({"type": "Obs", "layout": "1", "value": [mean], "tag": [tag],
-                        "data": [{"id": name, "replica": replicas}]})
+    obsdata = [_obs(path, name, tag, s, discard) for tag, s in series.items()]
     from .. import __version__
     doc = {"program": f"portable_lattice {__version__}", "version": FORMAT_VERSION, "who": _who(),
            "date": datetime.datetime.now(datetime.timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -103,16 +121,5 @@ def export_pyerrors(path: str, out: str, *, ensemble: str | None = None, discard
                            "note": "one Obs per primary stream (tag = name), one replica per chain, "
                                    "configuration number = measurement number"},
            "obsdata": obsdata}
-    data = gzip.compress(json.dumps(doc, allow_nan=False).encode("utf-8"), mtime=0)
-    tmp = f"{out}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise ValueError(f"cannot write --pyerrors {out!r}: {e.strerror or e}") from e
+    _write_gzip(out, json.dumps(doc, allow_nan=False).encode("utf-8"))
     return out

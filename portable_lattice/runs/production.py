@@ -184,6 +184,41 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     fresh generator, statistically equal but not bit-identical.
     """
     store = EnsembleStore.open(path, "r+")
+    overrides = {"sweeps": sweeps, "save_every": save_every, "checkpoint_every": checkpoint_every,
+                 "backend": backend, "device": device}
+    new, be, moved = _resumed_card(store, path, card, overrides, allow_backend_change)
+    couplings = store.couplings()
+    # validated as a whole before the store is touched: a bad value never reaches the stored card
+    spec = RunSpec.from_card(dict({k: v for k, v in new.items() if k not in PLACEMENT_KEYS}, format=store.format),
+                             backend=be,
+                             couplings=None if couplings is None else be.from_numpy(couplings))
+    if spec.sweeps < store.n_meas:
+        raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
+                         f"sweeps={spec.sweeps}")
+    prep = spec.replace(backend=be).prepare()
+    cp = store.checkpoint()
+    state = _state_from_host(cp["state"], be, state_type(prep.theory))
+    if moved:
+        state = prep.kernel.init(state.config)  # caches rebuilt on the new device
+        import hashlib
+        digest = hashlib.sha256(f"{new['seed']}:{store.commit_record.get('number')}".encode()).digest()
+        prep.rng = be.rng(int.from_bytes(digest[:7], "little"))
+        print(f"portable-lattice: warning: continuing on {be} with a fresh generator: statistically equal "
+              "to the stored run, not bit-identical", file=sys.stderr)
+    else:
+        prep.rng.set_state(cp["rng"])
+    if new != store.card:
+        store.set_card(new)
+    counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
+    return _continue(prep, store, state, counters, save_every=spec.save_every,
+                     checkpoint_every=spec.checkpoint_every, progress=progress)
+
+
+def _resumed_card(store: EnsembleStore, path: str, card: dict | None, overrides: dict,
+                  allow_backend_change: bool) -> tuple[dict, Any, list]:
+    """The card a resumed run continues with: the stored one, with the run length, cadence and
+    placement a ``card`` or the ``overrides`` change (any physics change refused by key), the
+    backend it runs on, and the placement keys that moved (refused unless ``allow_backend_change``)."""
     stored = store.card
     # where the checkpoint's generator state comes from: the commit record says (the card's backend
     # may name a move whose first commit never came)
@@ -200,10 +235,7 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
                 raise ValueError(f"resume refuses a changed {key}: stored {key} = {stored.get(key)!r}, "
                                  f"new {key} = {given.get(key)!r} (only {', '.join(RUN_LENGTH_KEYS)} may change)")
         new.update({k: card[k] for k in card if k in RUN_LENGTH_KEYS + PLACEMENT_KEYS})
-    for key, value in (("sweeps", sweeps), ("save_every", save_every), ("checkpoint_every", checkpoint_every),
-                       ("backend", backend), ("device", device)):
-        if value is not None:
-            new[key] = value
+    new.update({k: v for k, v in overrides.items() if v is not None})
     from ..backends import get_backend
     be = get_backend(new["backend"], None if new.get("device") in (None, "cpu", "CPU_DEVICE") else new["device"])
     # compared as resolved ("cuda" is "cuda:0"), in the form the card stores
@@ -213,29 +245,4 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
         k = moved[0]
         raise ValueError(f"resume refuses a changed {k}: stored {k} = {placed[k]!r}, new {k} = {new[k]!r}; "
                          f"pass --allow-backend-change to continue there (statistically equal, not bit-identical)")
-    couplings = store.couplings()
-    # validated as a whole before the store is touched: a bad value never reaches the stored card
-    spec = RunSpec.from_card(dict({k: v for k, v in new.items() if k not in PLACEMENT_KEYS}, format=store.format),
-                             backend=be,
-                             couplings=None if couplings is None else be.from_numpy(couplings))
-    if spec.sweeps < store.n_meas:
-        raise ValueError(f"sweeps must be at least the {store.n_meas} measurements already stored, got "
-                         f"sweeps={spec.sweeps}")
-    prep = spec.replace(backend=be).prepare()
-    theory = prep.theory
-    cp = store.checkpoint()
-    state = _state_from_host(cp["state"], be, state_type(theory))
-    state = prep.kernel.init(state.config) if moved else state  # caches rebuilt on the new device
-    if moved:
-        import hashlib
-        digest = hashlib.sha256(f"{new['seed']}:{store.commit_record.get('number')}".encode()).digest()
-        prep.rng = be.rng(int.from_bytes(digest[:7], "little"))
-        print(f"portable-lattice: warning: continuing on {be} with a fresh generator: statistically equal "
-              "to the stored run, not bit-identical", file=sys.stderr)
-    else:
-        prep.rng.set_state(cp["rng"])
-    if new != stored:
-        store.set_card(new)
-    counters = {k: cp["counters"][k] for k in ("n_meas", "n_saved", "steps", "therm_done")}
-    return _continue(prep, store, state, counters, save_every=spec.save_every,
-                     checkpoint_every=spec.checkpoint_every, progress=progress)
+    return new, be, moved

@@ -20,6 +20,8 @@ __all__ = ["ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "make_kernel", "simulate"
 _D = RunSpec  # the defaults below are RunSpec's (defined once there)
 
 
+# Over 60 lines only by its docstring (the user's reference for every argument): the body is one
+# RunSpec and one call.
 def simulate(theory: Any, *, L: int = _D.L, dim: int = _D.dim, algorithm: str | None = None,
              backend: Any = _D.backend, device: Any = None, dtype: str = _D.dtype,
              chains: int = _D.chains, therm: int = _D.therm, sweeps: int = _D.sweeps, every: int = _D.every,

@@ -36,17 +36,9 @@ __all__ = ["generate_and_analyse", "save_kernel_model", "load_kernel_model"]
 REPORTED = ("m_abs", "chi", "c_me", "heat_capacity", "binder", "energy")
 
 
-def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0: int = 1, start: Any = None,
-                         convention: str = "paper", backend: Any = "numpy", device: Any = None, seed: int = 0,
-                         batch: int = 256, bins: int = 32, dtype: str = "float64") -> dict:
-    """Generate ``configs`` configurations of size L0 2^levels and analyse every level.
-
-    Returns {"sizes": {L: {name: Estimate}}, "exponents": {"gamma_nu": {"L,L/4": Estimate},
-    "one_nu": {...}}, "timing": {...}, "configs", "k", "weights", "convention", "L0"}.
-    ``start``: stored configurations (configs, L0, L0) of +-1 (host NumPy) instead of random single spins.
-    ``dtype``: of the field, the probabilities and the uniforms ("float32" is about twice as fast and
-    draws each site with a probability within 2**-24 of Eq. 9's).
-    """
+def _check_generation(weights, k, levels, configs, L0, start, batch, convention, dtype) -> tuple[int, int]:
+    """Every argument of :func:`generate_and_analyse` checked, and the memory one batch needs, before
+    any work; returns (L0, L) (L0 from ``start`` when it is given)."""
     positive_int("levels", levels)
     positive_int("configs", configs)
     positive_int("batch", batch)
@@ -59,8 +51,7 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
         positive_int("L0", L0)
         if L0 & (L0 - 1):
             raise ValueError(f"L0 must be a power of two, got L0={L0}")
-    be = get_backend(backend, device)
-    if start is not None:
+    else:
         if start.ndim != 3 or start.shape[1] != start.shape[2]:
             raise ValueError(f"the stored configurations must have shape (configs, L0, L0), got {tuple(start.shape)}")
         L0 = int(start.shape[1])
@@ -74,6 +65,33 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
     if have is not None and need > have:
         raise ValueError(f"upscaling to L={L} in batches of {min(batch, configs)} needs about "
                          f"{need / 2**30:.3g} GiB, more than this machine's {have / 2**30:.3g} GiB")
+    return L0, L
+
+
+def _exponents(out_sizes: dict) -> dict:
+    """gamma/nu (from chi) and 1/nu (from c_me) between every size L and L/4 that were both analysed."""
+    exponents = {"gamma_nu": {}, "one_nu": {}}
+    for size in out_sizes:
+        if size // 4 in out_sizes:
+            big, small = out_sizes[size], out_sizes[size // 4]
+            exponents["gamma_nu"][f"{size},{size // 4}"] = fss_exponent(big["chi"], small["chi"])
+            exponents["one_nu"][f"{size},{size // 4}"] = fss_exponent(big["c_me"], small["c_me"])
+    return exponents
+
+
+def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0: int = 1, start: Any = None,
+                         convention: str = "paper", backend: Any = "numpy", device: Any = None, seed: int = 0,
+                         batch: int = 256, bins: int = 32, dtype: str = "float64") -> dict:
+    """Generate ``configs`` configurations of size L0 2^levels and analyse every level.
+
+    Returns {"sizes": {L: {name: Estimate}}, "exponents": {"gamma_nu": {"L,L/4": Estimate},
+    "one_nu": {...}}, "timing": {...}, "configs", "k", "weights", "convention", "L0"}.
+    ``start``: stored configurations (configs, L0, L0) of +-1 (host NumPy) instead of random single spins.
+    ``dtype``: of the field, the probabilities and the uniforms ("float32" is about twice as fast and
+    draws each site with a probability within 2**-24 of Eq. 9's).
+    """
+    L0, L = _check_generation(weights, k, levels, configs, L0, start, batch, convention, dtype)
+    be = get_backend(backend, device)
     rng = be.rng(seed)
     theory = Ising(beta=K_CRITICAL, dim=2)
     sizes = [L0 * 2 ** n for n in range(levels + 1) if L0 * 2 ** n >= 4]
@@ -98,12 +116,7 @@ def generate_and_analyse(weights: Any, k: int, *, levels: int, configs: int, L0:
         series = {name: hx.reshape(hx.concat([p[name] for p in parts]), (-1, 1)) for name in parts[0]}
         # configurations are independent: one "chain" of configs; one binning shared by every level
         out_sizes[size] = ensemble_spins(series, size * size, theory, ensemble=label, bins=min(bins, configs))
-    exponents = {"gamma_nu": {}, "one_nu": {}}
-    for size in sizes:
-        if size // 4 in out_sizes:
-            big, small = out_sizes[size], out_sizes[size // 4]
-            exponents["gamma_nu"][f"{size},{size // 4}"] = fss_exponent(big["chi"], small["chi"])
-            exponents["one_nu"][f"{size},{size // 4}"] = fss_exponent(big["c_me"], small["c_me"])
+    exponents = _exponents(out_sizes)
     return {"k": k, "weights": [float(w) for w in weights], "convention": convention, "L0": L0, "levels": levels,
             "dtype": dtype,
             "configs": configs, "backend": be.name, "sizes": out_sizes, "exponents": exponents,
