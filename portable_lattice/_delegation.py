@@ -77,6 +77,9 @@ class Absent:
 
 _ROUTES: list[Route] = []
 _ABSENT: list[Absent] = []
+# (kind, name) -> routes, and kind -> routes: the lookups below run once per kernel step, so they
+# read an index rebuilt on registration rather than scan the list
+_INDEX: dict[tuple[str, str | None], tuple[Route, ...]] = {}
 _WRAPPED: dict[tuple[Route, Any], Callable] = {}
 _FALLBACKS: dict[tuple[Callable, Callable], Callable] = {}
 
@@ -86,6 +89,7 @@ def register(route: Route) -> None:
     _ROUTES[:] = [r for r in _ROUTES if (r.kind, r.name, r.backends) != (route.kind, route.name, route.backends)]
     _ROUTES.append(route)
     _WRAPPED.clear()
+    _INDEX.clear()
 
 
 def register_absent(kind: str, name: str, backend: str, reason: str) -> None:
@@ -98,7 +102,12 @@ def register_absent(kind: str, name: str, backend: str, reason: str) -> None:
 
 def routes(kind: str | None = None, name: str | None = None) -> tuple[Route, ...]:
     """The registered routes, in order of registration (optionally of one kind and name)."""
-    return tuple(r for r in _ROUTES if (kind is None or r.kind == kind) and (name is None or r.name == name))
+    if kind is None:
+        return tuple(r for r in _ROUTES if name is None or r.name == name)
+    found = _INDEX.get((kind, name))
+    if found is None:
+        found = _INDEX[(kind, name)] = tuple(r for r in _ROUTES if r.kind == kind and (name is None or r.name == name))
+    return found
 
 
 def absences() -> tuple[Absent, ...]:

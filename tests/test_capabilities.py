@@ -68,6 +68,7 @@ def test_the_table_is_derived_from_the_registry():
         assert "### `test_only_op` (implementation)" in markdown()
     finally:
         d._ROUTES[:], d._ABSENT[:] = snapshot
+        d._INDEX.clear()
 
 
 def test_routes_are_checked_when_registered():
