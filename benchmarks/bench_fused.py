@@ -145,7 +145,7 @@ def main(argv=None):
     row(f"HMC L={L} {n_steps} steps f64", lambda: numpy_hmc(phi0, 0.21, 0.022, n_steps, 1.0, trajs,
                                                              np.random.default_rng(2)),
         make_hmc, V * trajs * n_steps, "site steps/s", V * trajs * (n_steps + 2) * 32,
-        user_run(theory, "hmc", L, chains, trajs, 4, n_steps=n_steps, traj_length=1.0))
+        user_run(theory, "hmc", L, chains, trajs, 20, n_steps=n_steps, traj_length=1.0))
 
 
 if __name__ == "__main__":
