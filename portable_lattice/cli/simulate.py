@@ -48,21 +48,30 @@ def _theory_flags(sim) -> None:
     spin.add_argument("--J", type=float, help="ising/potts/clock: coupling (default 1)")
     spin.add_argument("--couplings", help="ea: couplings as .npy of shape (d, L, ..., L)")
     spin.add_argument("--couplings-seed", type=int, help="ea: draw J_ij ~ N(0,1) from this seed")
+    vec = sim.add_argument_group("O(n) models (on): H = -J sum s_x . s_y - h sum s_x^0, |s_x| = 1; --beta, --J, --h "
+                                 "as for spins. Compact U(1) (u1): S = -beta sum_P cos theta_P on link angles, "
+                                 "d = 2..4; --beta")
+    vec.add_argument("--n", type=int, help="on: number of spin components, at least 2 (XY: 2, Heisenberg: 3; "
+                                           "default 2)")
 
 
 def _sampler_flags(sim) -> None:
     alg = sim.add_argument_group("sampler (knobs default to the kernel's own defaults)")
     alg.add_argument("--algorithm", default=None,
-                     choices=sorted(set(ALGORITHMS["field"]) | set(ALGORITHMS["spins"])),
+                     choices=sorted(set().union(*ALGORITHMS.values())),
                      help="phi4: metropolis (PEM paper's random site), checkerboard, hmc, langevin, mala; "
                           "spins: metropolis (DCL's random-site single flip), checkerboard, heatbath, "
-                          "swendsen-wang, wolff; default checkerboard for every model")
-    alg.add_argument("--step", type=float, help="phi4 metropolis/checkerboard: proposal width (default 1.0)")
-    alg.add_argument("--hits", type=int, help="phi4 checkerboard: proposals per site (default 1)")
+                          "swendsen-wang, wolff; on: checkerboard (Metropolis), metropolis (random site), "
+                          "heatbath (n = 2, 3), swendsen-wang, wolff (Wolff's embedding); u1: hmc (default), "
+                          "checkerboard (Metropolis on links), heatbath; default checkerboard for the other models")
+    alg.add_argument("--step", type=float, help="phi4 and on metropolis/checkerboard: proposal width (default 1.0)")
+    alg.add_argument("--hits", type=int, help="phi4 and on checkerboard: proposals per site (default 1)")
     alg.add_argument("--dt", type=float, help="phi4 langevin/mala: time step (default 0.01)")
     alg.add_argument("--n-steps", type=int, help="phi4 hmc: integration steps (default 10)")
     alg.add_argument("--traj-length", type=float, help="phi4 hmc: trajectory length (default 1.0)")
     alg.add_argument("--integrator", choices=["leapfrog", "omelyan"], help="phi4 hmc (default leapfrog)")
+    alg.add_argument("--overrelax", type=int, help="on and u1 checkerboard/heatbath: overrelaxation sweeps after "
+                                                   "each local sweep (default 0)")
     alg.add_argument("--fused", action="store_true", default=None,
                      help="checkerboard (phi4, ising) and hmc: one fused kernel per sweep or trajectory, "
                           "bit-identical to the generic path (numba on the CPU: the 'fast' extra)")

@@ -148,7 +148,7 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     positive_int("checkpoint_every", checkpoint_every)
     card = card_of(prep, save_every, checkpoint_every)
     couplings = getattr(prep.theory, "couplings", None)
-    config_shape = (prep.meta["chains"],) + (prep.meta["L"],) * prep.meta["dim"]
+    config_shape = tuple(prep.start.shape)  # the family's own layout ((chains, n, L, ..., L) for vectors)
     config_dtype = prep.theory.family.config_dtype(prep.meta["dtype"])
     store = EnsembleStore.create(out, card, physics_hash(card), _versions(), config_shape, config_dtype,
                                  None if couplings is None else prep.backend.to_numpy(couplings),

@@ -24,14 +24,18 @@ from typing import Any, Callable, Mapping
 
 from .._checks import as_int, choice, nonnegative_int, positive_float, positive_int, run_sizes
 from ..observables import ensemble_phi4, ensemble_spins, measure_phi4, measure_spins
+from ..observables.on import ensemble_vector, measure_vector
+from ..observables.u1 import ensemble_gauge, measure_gauge
 from ..samplers import (HMC, INTEGRATORS, MALA, CheckerboardMetropolis, GaussianShift, HeatBath, Langevin,
                         RandomSiteMetropolis, SpinFlip, StateShift, SwendsenWang, Wolff)
 from ..samplers.fused import FusedUniforms, philox_normal as fused_normal
-from ..theories import Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
+from ..samplers.gauge import GaugeCheckerboard
+from ..samplers.vector import VectorCheckerboard, VectorRandomSite, VectorSwendsenWang, VectorWolff
+from ..theories import FIELD, ON, U1, Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
            "MODEL_KEYS", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
-           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble"]
+           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble", "config_shape"]
 
 
 def family(theory: Any) -> str:
@@ -43,10 +47,10 @@ def family(theory: Any) -> str:
 # --- knobs and algorithms -----------------------------------------------------------------------
 #: every algorithm knob: its type and the check of its value (the default lives on the kernel)
 KNOB_TYPES: dict[str, type] = {"step": float, "hits": int, "dt": float, "n_steps": int, "traj_length": float,
-                               "integrator": str, "fused": bool}
+                               "integrator": str, "fused": bool, "overrelax": int}
 _KNOB_CHECKS: dict[str, Callable] = {
     "step": positive_float, "dt": positive_float, "traj_length": positive_float,
-    "hits": positive_int, "n_steps": positive_int,
+    "hits": positive_int, "n_steps": positive_int, "overrelax": nonnegative_int,
     "integrator": lambda name, v: choice(name, v, INTEGRATORS),
     "fused": lambda name, v: _boolean(name, v),
 }
@@ -91,11 +95,38 @@ _SPINS: dict[str, tuple[Callable, dict]] = {
     "swendsen-wang": (lambda t, k: SwendsenWang(t), {}),
     "wolff": (lambda t, k: Wolff(t), {}),
 }
-_TABLES = {"field": _FIELD, "spins": _SPINS}
+
+
+def _vector_local(update):
+    def build(t, k):
+        return VectorCheckerboard(t, update, **_pick(k, "step_size", "hits", "overrelax"))
+    return build
+
+
+_VECTOR_LOCAL = {"step": (VectorCheckerboard, "step_size"), "hits": (VectorCheckerboard, "hits"),
+                 "overrelax": (VectorCheckerboard, "overrelax")}
+_VECTOR: dict[str, tuple[Callable, dict]] = {
+    # checkerboard and heat bath take overrelax: that many overrelaxation sweeps after each local sweep
+    "checkerboard": (_vector_local("metropolis"), _VECTOR_LOCAL),
+    "heatbath": (_vector_local("heatbath"), {"overrelax": (VectorCheckerboard, "overrelax")}),
+    "metropolis": (lambda t, k: VectorRandomSite(t, **_pick(k, "step_size")),
+                   {"step": (VectorRandomSite, "step_size")}),
+    "swendsen-wang": (lambda t, k: VectorSwendsenWang(t), {}),
+    "wolff": (lambda t, k: VectorWolff(t), {}),
+}
+_GAUGE: dict[str, tuple[Callable, dict]] = {
+    "hmc": _FIELD["hmc"][0:1] + ({k: v for k, v in _FIELD["hmc"][1].items() if k != "fused"},),
+    "checkerboard": (lambda t, k: GaugeCheckerboard(t, "metropolis", **_pick(k, "step_size", "hits", "overrelax")),
+                     {"step": (GaugeCheckerboard, "step_size"), "hits": (GaugeCheckerboard, "hits"),
+                      "overrelax": (GaugeCheckerboard, "overrelax")}),
+    "heatbath": (lambda t, k: GaugeCheckerboard(t, "heatbath", **_pick(k, "overrelax")),
+                 {"overrelax": (GaugeCheckerboard, "overrelax")}),
+}
+_TABLES = {"field": _FIELD, "spins": _SPINS, "vector": _VECTOR, "gauge": _GAUGE}
 #: the algorithms of each theory family
 ALGORITHMS = {fam: tuple(table) for fam, table in _TABLES.items()}
 #: the algorithm used when none is named
-DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "checkerboard"}
+DEFAULT_ALGORITHM = {"field": "checkerboard", "spins": "checkerboard", "vector": "checkerboard", "gauge": "hmc"}
 #: the knobs each algorithm takes (user-facing names)
 KNOBS = {fam: {alg: tuple(spec[1]) for alg, spec in table.items()} for fam, table in _TABLES.items()}
 assert all(k in KNOB_TYPES for t in KNOBS.values() for ks in t.values() for k in ks), "a knob without a type"
@@ -142,12 +173,14 @@ def make_kernel(theory: Any, algorithm: str | None = None, *, dtype: str = "floa
 # --- models: a theory from card keys and back ----------------------------------------------------
 #: which couplings each model takes
 MODEL_KEYS = {"phi4": ("beta", "g", "kappa", "lam"), "ising": ("beta", "J", "h"), "potts": ("beta", "J", "q"),
-              "clock": ("beta", "J", "q"), "ea": ("beta", "couplings", "couplings_seed")}
+              "clock": ("beta", "J", "q"), "ea": ("beta", "couplings", "couplings_seed"),
+              "on": ("beta", "n", "J", "h"), "u1": ("beta",)}
 MODELS = tuple(MODEL_KEYS)
 #: the theory class of each model (its family is the class's)
-MODEL_CLASSES = {"phi4": Phi4, "ising": Ising, "potts": Potts, "clock": Clock, "ea": EdwardsAnderson}
+MODEL_CLASSES = {"phi4": Phi4, "ising": Ising, "potts": Potts, "clock": Clock, "ea": EdwardsAnderson, "on": ON,
+                 "u1": U1}
 DEFAULT_MODEL = "phi4"
-_COUPLING_TYPES = {"couplings": str, "q": int, "couplings_seed": int}
+_COUPLING_TYPES = {"couplings": str, "q": int, "couplings_seed": int, "n": int}
 
 
 def stray_model_keys(card: Mapping, model: str) -> list:
@@ -267,12 +300,15 @@ class RunSpec:
         if not isinstance(self.backend, Backend):
             choice("backend", self.backend, BACKENDS)
         backend_name = getattr(self.backend, "name", self.backend)
-        if self.compile and fam.discrete:
+        if self.compile and fam is not FIELD:
             raise ValueError(f"compile=True applies to phi^4 kernels, not to {type(self.theory).__name__}")
         if self.compile and backend_name != "torch":
             raise ValueError(f"compile=True needs the torch backend, got backend={backend_name!r}")
         itemsize = {"int8": 1, "float32": 4, "float64": 8}[fam.config_dtype(self.dtype)]
-        check_memory(self.chains, self.L, self.dim, itemsize)
+        sites_per_chain = 1
+        for k in config_shape(self.theory, 1, self.L, self.dim):
+            sites_per_chain *= k
+        check_memory(self.chains, self.L, self.dim, itemsize * sites_per_chain // self.L ** self.dim)
         self.theory.check_lattice(self.L, self.dim)
 
     def _set(self, name: str, value: Any) -> None:
@@ -318,8 +354,10 @@ class RunSpec:
         kernel = make_kernel(theory, self.algorithm, dtype=self.dtype, **self.knobs)
         dt = be.dtype(self.dtype)
         rng = be.rng(self.seed) if self.stream == "native" else PhiloxGenerator(be.xp, self.seed, be.device)
-        shape = (self.chains,) + (self.L,) * self.dim
-        if start is None:
+        shape = config_shape(theory, self.chains, self.L, self.dim)
+        if fam.name in _OWN_STARTS:
+            start = _OWN_STARTS[fam.name](theory, rng, shape, dt, start)
+        elif start is None:
             # a hot start; a fused run draws its numbers with the fused Philox draws (the same numbers)
             fused = bool(self.knobs.get("fused"))
             like = be.xp.zeros((1,), dtype=dt, device=be.device)
@@ -375,6 +413,30 @@ def with_sampler_series(out: dict, series: dict) -> dict:
     return out
 
 
+def config_shape(theory: Any, chains: int, L: int, dim: int) -> tuple:
+    """The shape of a run's configuration: ``(chains, L, ..., L)``, or the family's own
+    (``(chains, n, L, ..., L)`` for n-vector spins)."""
+    own = _SHAPES.get(family(theory))
+    return own(theory, chains, L, dim) if own is not None else (chains,) + (L,) * dim
+
+
+def _vector_start(theory, rng, shape, dt, start):
+    """A hot start from the theory (n-vectors, link angles), or ``start`` checked by the theory."""
+    if start is None:
+        return theory.random(rng, shape, dt)
+    theory.check_field(start, name="start")
+    if tuple(start.shape) != shape or start.dtype != dt:
+        raise ValueError(f"start must have shape {shape} and dtype {dt}, got start.shape={tuple(start.shape)}, "
+                         f"start.dtype={start.dtype}")
+    return start
+
+
+#: families whose configurations are not one number per site: their shape and their start
+_SHAPES: dict[str, Callable] = {"vector": lambda theory, chains, L, dim: theory.config_shape(chains, L, dim),
+                                "gauge": lambda theory, chains, L, dim: theory.config_shape(chains, L, dim)}
+_OWN_STARTS: dict[str, Callable] = {"vector": _vector_start, "gauge": _vector_start}
+
+
 #: each family's measurement of one configuration, (config, theory, dtype, fused) -> {name: (chains,)}
 #: (``fused``: a fused run also measures in one pass where a backend can), and its ensemble
 #: analysis, (series, theory, L, dim) -> {name: Estimate}
@@ -383,6 +445,10 @@ OBSERVABLES: dict[str, tuple[Callable, Callable]] = {
               lambda series, theory, L, dim: ensemble_phi4(series, L ** dim, L)),
     "spins": (lambda x, theory, dt, fused: measure_spins(x, theory, dt, fused),
               lambda series, theory, L, dim: ensemble_spins(series, L ** dim, theory)),
+    "vector": (lambda x, theory, dt, fused: measure_vector(x, theory, dt, fused),
+               lambda series, theory, L, dim: ensemble_vector(series, L ** dim, theory, L)),
+    "gauge": (lambda x, theory, dt, fused: measure_gauge(x, theory, dt, fused),
+              lambda series, theory, L, dim: ensemble_gauge(series, theory, L, dim)),
 }
 
 

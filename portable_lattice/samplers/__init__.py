@@ -17,10 +17,12 @@ from .langevin import MALA, Langevin
 from .metropolis import (PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, learned_energy_metropolis,
                          surrogate_metropolis)
 from .rules import EnergyModelUpdate, GaussianShift, SpinFlip, StateShift, SurrogateShift
+from .vector import VectorCheckerboard, VectorRandomSite, VectorSwendsenWang, VectorWolff
 
 __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS",
            "integrate", "Langevin", "MALA", "RandomSiteMetropolis", "CheckerboardMetropolis",
            "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
            "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
            "IndependenceMetropolis", "PoolProposal", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
-           "learned_energy_metropolis", "Cycle"]
+           "learned_energy_metropolis", "Cycle", "VectorCheckerboard", "VectorRandomSite",
+           "VectorSwendsenWang", "VectorWolff"]
