@@ -296,6 +296,9 @@ class RunSpec:
         fam = family_of(self.theory)
         s("algorithm", DEFAULT_ALGORITHM[fam.name] if self.algorithm is None else self.algorithm)
         s("knobs", check_knobs(self.theory, self.algorithm, dict(self.knobs)))
+        # the kernel checks what only it knows (a heat bath's n, a cluster update's field) here, before
+        # any allocation; kernels are frozen parameter records, so building one costs nothing
+        make_kernel(self.theory, self.algorithm, dtype=self.dtype, **self.knobs)
         from ..backends import BACKENDS, Backend
         if not isinstance(self.backend, Backend):
             choice("backend", self.backend, BACKENDS)
