@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 
 from portable_lattice import Clock, EdwardsAnderson, Ising, Phi4, Potts, simulate
+from portable_lattice.exact import on_chain, u1_2d
+from portable_lattice.theories import ON, U1
 from portable_lattice.backends import get_backend
 from portable_lattice.lattice import lattice_axes
 from portable_lattice.samplers import HMC, INTEGRATORS, integrate
@@ -104,6 +106,31 @@ CASES: list[Case] = [
     Case("phi4-dm-checkerboard", Phi4.from_kappa_lambda(0.21, 0.022), 16, 2, "checkerboard",
          {"step": 1.5, "hits": 2}, 16, 300, 4000, None,
          ("phi2", "m_abs", "chi", "binder", "action"), quick=False, group="phi4-dm"),
+]
+
+# O(n) on the periodic chain (transfer-operator sectors) and compact U(1) on the 2D torus
+# (Z = sum_n I_n(beta)^V): every new kernel against an exact value; the quick (CI) set takes one
+# local and one cluster update of each model, since array_api_strict runs these at 7-25 s a case
+ON_OBS, U1_OBS = ("energy", "chi", "heat_capacity"), ("plaquette", "chi_top")
+CASES += [
+    Case("on2-chain-checkerboard-or", ON(1.0, n=2, dim=1), 8, 1, "checkerboard", {"overrelax": 1}, 16, 100, 1000,
+         lambda: on_chain(2, 8, 1.0), ON_OBS, group="on2-chain"),
+    Case("on2-chain-heatbath", ON(1.0, n=2, dim=1), 8, 1, "heatbath", {}, 16, 100, 1000,
+         lambda: on_chain(2, 8, 1.0), ON_OBS, group="on2-chain", quick=False),
+    Case("on2-chain-swendsen-wang", ON(1.0, n=2, dim=1), 8, 1, "swendsen-wang", {}, 16, 100, 1000,
+         lambda: on_chain(2, 8, 1.0), ON_OBS, group="on2-chain", quick=False),
+    Case("on3-chain-heatbath-or", ON(1.2, n=3, dim=1), 8, 1, "heatbath", {"overrelax": 1}, 16, 100, 1000,
+         lambda: on_chain(3, 8, 1.2), ON_OBS, group="on3-chain", quick=False),
+    Case("on3-chain-wolff", ON(1.2, n=3, dim=1), 8, 1, "wolff", {}, 16, 100, 1000,
+         lambda: on_chain(3, 8, 1.2), ON_OBS, group="on3-chain", every=2),
+    Case("on3-chain-metropolis", ON(1.2, n=3, dim=1), 8, 1, "metropolis", {"step": 1.0}, 16, 100, 1000,
+         lambda: on_chain(3, 8, 1.2), ON_OBS, group="on3-chain", quick=False),
+    Case("u1-4x4-hmc", U1(1.0, dim=2), 4, 2, "hmc", {"traj_length": 1.0, "n_steps": 8}, 16, 100, 800,
+         lambda: u1_2d(4, 1.0), U1_OBS, group="u1-4x4"),
+    Case("u1-4x4-checkerboard", U1(1.0, dim=2), 4, 2, "checkerboard", {"step": 2.0}, 16, 100, 800,
+         lambda: u1_2d(4, 1.0), U1_OBS, group="u1-4x4"),
+    Case("u1-4x4-heatbath-or", U1(1.0, dim=2), 4, 2, "heatbath", {"overrelax": 1}, 16, 100, 800,
+         lambda: u1_2d(4, 1.0), U1_OBS, group="u1-4x4", quick=False),
 ]
 
 # small enough that the exact bias is linear to 3e-4 (the fit error is ~2e-3)
