@@ -17,6 +17,7 @@ from .langevin import MALA, Langevin
 from .metropolis import (PEM, CheckerboardMetropolis, RandomSiteMetropolis, SublatticeMetropolis, learned_energy_metropolis,
                          surrogate_metropolis)
 from .rules import EnergyModelUpdate, GaussianShift, SpinFlip, StateShift, SurrogateShift
+from .gauge import GaugeCheckerboard
 from .vector import VectorCheckerboard, VectorRandomSite, VectorSwendsenWang, VectorWolff
 
 __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "OMELYAN", "INTEGRATORS",
@@ -24,5 +25,5 @@ __all__ = ["FieldState", "SpinState", "Info", "HMC", "Integrator", "LEAPFROG", "
            "SublatticeMetropolis", "GaussianShift", "SurrogateShift", "SpinFlip", "StateShift", "HeatBath",
            "SwendsenWang", "Wolff", "cluster_ids", "cluster_labels", "label_propagation",
            "IndependenceMetropolis", "PoolProposal", "PEM", "surrogate_metropolis", "EnergyModelUpdate",
-           "learned_energy_metropolis", "Cycle", "VectorCheckerboard", "VectorRandomSite",
+           "learned_energy_metropolis", "Cycle", "GaugeCheckerboard", "VectorCheckerboard", "VectorRandomSite",
            "VectorSwendsenWang", "VectorWolff"]

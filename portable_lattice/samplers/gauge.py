@@ -84,6 +84,8 @@ class GaugeCheckerboard:
     overrelax : int
         Overrelaxation sweeps theta' = 2 phi - theta after each local sweep (non-negative).
 
+    Notes
+    -----
     A step reports ``Info.acceptance`` (Metropolis: accepted proposals per link and hit) or
     ``Info.changed`` (heat bath: the fraction of links given a new value), per chain.
     """
