@@ -35,7 +35,7 @@ from array_api_compat import array_namespace
 
 from ._checks import nonnegative_int
 
-__all__ = ["philox4x32", "PhiloxGenerator", "log_unit", "cos_2pi", "sqrt_nonnegative",
+__all__ = ["philox4x32", "PhiloxGenerator", "is_philox", "log_unit", "cos_2pi", "sqrt_nonnegative",
            "log_unit_scalar", "cos_2pi_scalar", "sqrt_nonnegative_scalar"]
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57
@@ -142,6 +142,12 @@ def cos_2pi(u: Any, quarter: Any = None) -> Any:
         q = xp.where(q < 0.0, q + 4.0, q)
     # cos(q pi/2 + x) = cos x, -sin x, -cos x, sin x
     return xp.where(q == 0.0, cos_x, xp.where(q == 1.0, -sin_x, xp.where(q == 2.0, -cos_x, sin_x)))
+
+
+def is_philox(rng: Any) -> bool:
+    """Is ``rng`` this stream (or a wrapper that says it draws from it)? A kernel that wants the
+    same chain on every backend under it computes with the functions of this module then."""
+    return getattr(rng, "kind", None) == "philox4x32-10"
 
 
 def sqrt_nonnegative(a: Any) -> Any:

@@ -27,7 +27,7 @@ from array_api_compat import array_namespace
 
 from .._delegation import capability_name, fused_kernel
 from ..lattice import Checkerboard
-from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, log_unit_reduced_scalar, sqrt_reduced_scalar
+from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, is_philox, log_unit_reduced_scalar, sqrt_reduced_scalar
 
 __all__ = ["philox_normal", "FusedUniforms", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
            "uses_philox", "check_philox_range"]
@@ -118,7 +118,7 @@ def hmc_plan(hmc: Any, phi: Any) -> dict:
 
 def uses_philox(rng: Any) -> bool:
     """Is ``rng`` the Philox stream (whose numbers a kernel can draw in registers)?"""
-    return getattr(rng, "kind", None) == "philox4x32-10"
+    return is_philox(rng)
 
 
 def stream_plan(rng: Any, draws_per_sweep: int) -> dict:

@@ -34,6 +34,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import choice, nonnegative_int, positive_float, positive_int
 from ..lattice import neighbour_table, parity, shift, volume
+from ..philox import is_philox
 from ..theories.on import VECTOR, normalise
 from .base import FieldState, Info, count_per_chain, log_uniform
 from .clusters import cluster_ids
@@ -211,13 +212,13 @@ class VectorCheckerboard:
                     s, n = self._metropolis(s, f, mask, rng)
                     counts = n if counts is None else counts + n
             elif self.update == "overrelax":
-                s, n = self._overrelax(s, f, mask)
+                s, n = self._overrelax(s, f, mask, is_philox(rng))
                 counts = n if counts is None else counts + n
             else:
                 s = self._heatbath(s, f, mask, rng)
         for _ in range(self.overrelax):
             for mask in (even, ~even):
-                s, _moved = self._overrelax(s, self.theory.local_field(s), mask)
+                s, _moved = self._overrelax(s, self.theory.local_field(s), mask, is_philox(rng))
         V = _volume(s)
         if self.update == "metropolis":
             return FieldState(phi=s), Info(acceptance=counts / (V * self.hits))
@@ -227,16 +228,16 @@ class VectorCheckerboard:
 
     def _metropolis(self, s, f, mask, rng):
         xp = array_namespace(s)
-        t = normalise(s + self.step_size * rng.normal(tuple(s.shape), s.dtype))
+        t = normalise(s + self.step_size * rng.normal(tuple(s.shape), s.dtype), exact=is_philox(rng))
         log_u = xp.reshape(log_uniform(rng, (s.shape[0],) + tuple(s.shape[2:]), s.dtype), _lattice(s))
         acc = mask & (log_u < xp.expand_dims(self.theory.log_weight_change(t, s, f), axis=1))  # NaN is rejected
         return xp.where(acc, t, s), count_per_chain(acc, xp.float64)
 
-    def _overrelax(self, s, f, mask):
+    def _overrelax(self, s, f, mask, exact):
         xp = array_namespace(s)
         f2 = _dot(f, f)
         moved = mask & (f2 > 0)
-        t = normalise(2.0 * (_dot(s, f) / xp.where(f2 > 0, f2, 1.0)) * f - s)
+        t = normalise(2.0 * (_dot(s, f) / xp.where(f2 > 0, f2, 1.0)) * f - s, exact)
         return xp.where(moved, t, s), count_per_chain(moved, xp.float64)
 
     def _heatbath(self, s, f, mask, rng):
@@ -316,7 +317,7 @@ class VectorRandomSite:
             nb = xp.reshape(xp.take(work, xp.reshape(nbr[t, ...], (-1,)), axis=0), (chains, 2 * d, n))
             ring = xp.stack([xp.sum(nb, axis=1), value, zeros], axis=2)                   # (chains, n, 3)
             f = self.theory.local_field(ring)[:, :, 1]
-            new = normalise(value + noise[t, ...])
+            new = normalise(value + noise[t, ...], exact=is_philox(rng))
             acc = log_u[t, :] < self.theory.log_weight_change(new, value, f)
             new = xp.where(acc[:, None], new, value)
             if inplace:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import finite_float, namespace_of, positive_int
-from ..philox import sqrt_nonnegative
+from ..philox import is_philox, sqrt_nonnegative
 from .base import Family, Theory, check_beta
 
 __all__ = ["ON", "VectorTheory", "VECTOR", "site_axes", "vector_shift", "vector_neighbour_sum", "normalise"]
@@ -42,16 +42,18 @@ def vector_neighbour_sum(s: Any) -> Any:
     return out
 
 
-def normalise(v: Any) -> Any:
+def normalise(v: Any, exact: bool = False) -> Any:
     """``v / |v|`` along the component axis (axis 1).
 
-    In float64 the square root is the library's own (:func:`portable_lattice.philox.sqrt_nonnegative`,
-    products only): torch's CPU ``sqrt`` is not correctly rounded for some inputs, and every
-    update renormalises, so with a backend's own ``sqrt`` the same Philox numbers would give
-    chains that part in the last bit."""
+    ``exact=True`` (a kernel passes it under the Philox stream) takes the float64 square root
+    with the library's own :func:`portable_lattice.philox.sqrt_nonnegative` (products only, the
+    same bits on every backend): torch's CPU ``sqrt`` is not correctly rounded for some inputs,
+    and every update renormalises, so the same Philox numbers would otherwise give chains that
+    part in the last bit. It costs about as much as the rest of a Metropolis sweep, so the
+    native streams use the backend's ``sqrt``."""
     xp = array_namespace(v)
     norm2 = xp.sum(v * v, axis=1, keepdims=True)
-    return v / (sqrt_nonnegative(norm2) if v.dtype == xp.float64 else xp.sqrt(norm2))
+    return v / (sqrt_nonnegative(norm2) if exact and v.dtype == xp.float64 else xp.sqrt(norm2))
 
 
 @runtime_checkable
@@ -150,7 +152,7 @@ class ON(Theory):
         """Hot start: independent spins uniform on the sphere S^{n-1} (normalised Gaussian vectors)."""
         if len(shape) < 3 or shape[1] != self.n:
             raise ValueError(f"shape must be (chains, n={self.n}, L, ..., L), got shape={tuple(shape)}")
-        return normalise(rng.normal(tuple(shape), dtype))
+        return normalise(rng.normal(tuple(shape), dtype), exact=is_philox(rng))
 
     # --- what samplers and observables ask for ----------------------------------------------
     def local_field(self, s: Any) -> Any:
