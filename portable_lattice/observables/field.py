@@ -30,7 +30,7 @@ PRIMARY = ("m", "m_abs", "m2", "m4", "phi2", "action", "g_p1")
 DERIVED = ("chi", "chi_abs", "binder", "xi2nd")
 
 
-def _fourier_p1(phi: Any) -> Any:
+def fourier_p1(phi: Any) -> Any:
     """|phi~(p)|^2 / V at p = 2 pi / L e_mu, averaged over the d directions, per chain."""
     xp = array_namespace(phi)
     L, d = phi.shape[1], phi.ndim - 1
@@ -69,7 +69,7 @@ def measure_phi4(phi: Any, theory, fused: bool = False) -> dict[str, Any]:
         "m4": m2 * m2,
         "phi2": xp.mean(phi * phi, axis=axes),
         "action": theory.action(phi) / volume,
-        "g_p1": _fourier_p1(phi),
+        "g_p1": fourier_p1(phi),
     }
 
 

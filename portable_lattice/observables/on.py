@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace, device as device_of
+from array_api_compat import array_namespace
 
 from ..statistics import Estimate, common_bins, derived, gamma_method, new_ensemble_id
-from ..theories.on import site_axes, vector_shift
+from ..theories.on import vector_shift
+from .field import fourier_p1
 
 __all__ = ["measure_vector", "ensemble_vector"]
 
@@ -33,21 +34,12 @@ _PRIMARY = ("energy", "e2", "m_abs", "m2", "m4", "g_p1")
 
 
 def _fourier_p1(s: Any) -> Any:
-    """|M~(p)|^2 / V at p = 2 pi / L e_mu, summed over components and averaged over directions."""
+    """|M~(p)|^2 / V at p = 2 pi / L e_mu, summed over components and averaged over directions:
+    the scalar field's sum (:func:`~portable_lattice.observables.field.fourier_p1`) per component."""
     xp = array_namespace(s)
-    L, d = s.shape[2], s.ndim - 2
-    volume = L ** d
-    axes = site_axes(s)
-    k = xp.astype(xp.arange(L, device=device_of(s)), s.dtype) * (2.0 * math.pi / L)
-    total = None
-    for mu in range(d):
-        shape = [1] * s.ndim
-        shape[mu + 2] = L
-        c = xp.sum(s * xp.reshape(xp.cos(k), tuple(shape)), axis=axes)   # (chains, n)
-        si = xp.sum(s * xp.reshape(xp.sin(k), tuple(shape)), axis=axes)
-        term = xp.sum(c * c + si * si, axis=1) / volume
-        total = term if total is None else total + term
-    return total / d
+    chains, n = s.shape[0], s.shape[1]
+    per_component = fourier_p1(xp.reshape(s, (chains * n,) + tuple(s.shape[2:])))
+    return xp.sum(xp.reshape(per_component, (chains, n)), axis=1)
 
 
 def _helicity_parts(s: Any, J: float) -> tuple[Any, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 
-__all__ = ["FieldState", "SpinState", "Info", "INFO_SERIES", "info_series", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field"]
+__all__ = ["FieldState", "SpinState", "Info", "INFO_SERIES", "info_series", "per_chain", "log_uniform", "metropolis_accept", "check_theory_field", "check_local_update"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,19 @@ def count_per_chain(mask: Any, dtype: Any) -> Any:
     """Number of True entries per chain, as ``dtype``."""
     xp = array_namespace(mask)
     return xp.astype(xp.count_nonzero(mask, axis=tuple(range(1, mask.ndim))), dtype)
+
+
+def check_local_update(kernel: Any, updates: tuple) -> None:
+    """The knobs every local sweep of link or n-vector variables shares (``update``, ``step_size``,
+    ``hits``, ``overrelax``), checked by name: the O(n) and U(1) checkerboards take the same ones."""
+    from .._checks import choice, nonnegative_int, positive_float, positive_int
+    choice("update", kernel.update, updates)
+    positive_float("step_size", kernel.step_size)
+    positive_int("hits", kernel.hits)
+    nonnegative_int("overrelax", kernel.overrelax)
+    if kernel.update == "overrelax" and kernel.overrelax:
+        raise ValueError(f"overrelax adds overrelaxation sweeps to a Metropolis or heat-bath step, got "
+                         f"overrelax={kernel.overrelax} with update='overrelax'")
+    if kernel.update != "metropolis" and kernel.hits != 1:
+        raise ValueError(f"hits must be 1 for update={kernel.update!r} (only Metropolis repeats a proposal), "
+                         f"got hits={kernel.hits}")

@@ -34,10 +34,9 @@ from typing import Any
 
 from array_api_compat import array_namespace, device as device_of
 
-from .._checks import choice, nonnegative_int, positive_float, positive_int
 from ..lattice import parity
 from ..theories.u1 import GAUGE, reduce_angle
-from .base import FieldState, Info, check_theory_field, count_per_chain, log_uniform
+from .base import FieldState, Info, check_local_update, check_theory_field, count_per_chain, log_uniform
 from .vector import von_mises as von_mises_cos_sin
 
 __all__ = ["GaugeCheckerboard", "von_mises", "UPDATES"]
@@ -90,6 +89,8 @@ class GaugeCheckerboard:
     ``Info.changed`` (heat bath: the fraction of links given a new value), per chain.
     """
 
+    # the knobs of VectorCheckerboard's local sweep, laid out as there: dataclass fields, no logic
+    # (both check them with samplers.base.check_local_update)
     theory: Any
     update: str = "metropolis"
     step_size: float = 1.0
@@ -98,13 +99,7 @@ class GaugeCheckerboard:
 
     def __post_init__(self):
         _check_gauge_theory(self.theory)
-        choice("update", self.update, UPDATES)
-        positive_float("step_size", self.step_size)
-        positive_int("hits", self.hits)
-        nonnegative_int("overrelax", self.overrelax)
-        if self.update != "metropolis" and self.hits != 1:
-            raise ValueError(f"hits must be 1 for update={self.update!r} (only Metropolis repeats a proposal), "
-                             f"got hits={self.hits}")
+        check_local_update(self, UPDATES)
 
     def init(self, theta: Any) -> FieldState:
         check_theory_field(self.theory, theta)

@@ -32,11 +32,11 @@ from typing import Any
 import array_api_extra as xpx
 from array_api_compat import array_namespace, device as device_of
 
-from .._checks import choice, nonnegative_int, positive_float, positive_int
+from .._checks import positive_float
 from ..lattice import neighbour_table, parity, shift, volume
 from ..philox import is_philox
 from ..theories.on import VECTOR, normalise
-from .base import FieldState, Info, count_per_chain, log_uniform
+from .base import FieldState, Info, check_local_update, count_per_chain, log_uniform
 from .clusters import cluster_ids
 
 __all__ = ["VectorCheckerboard", "VectorRandomSite", "VectorSwendsenWang", "VectorWolff", "UPDATES"]
@@ -178,16 +178,7 @@ class VectorCheckerboard:
 
     def __post_init__(self):
         _check_vector_theory(self.theory)
-        choice("update", self.update, UPDATES)
-        positive_float("step_size", self.step_size)
-        positive_int("hits", self.hits)
-        nonnegative_int("overrelax", self.overrelax)
-        if self.update == "overrelax" and self.overrelax:
-            raise ValueError(f"overrelax adds overrelaxation sweeps to a Metropolis or heat-bath step, got "
-                             f"overrelax={self.overrelax} with update='overrelax'")
-        if self.update != "metropolis" and self.hits != 1:
-            raise ValueError(f"hits must be 1 for update={self.update!r} (only Metropolis repeats a proposal), "
-                             f"got hits={self.hits}")
+        check_local_update(self, UPDATES)
         if self.update == "heatbath" and self.theory.n not in (2, 3):
             raise ValueError(f"the O(n) heat bath is implemented for n = 2, 3, got n={self.theory.n}; "
                              f"use update='metropolis' (with 'overrelax' in a Cycle)")
