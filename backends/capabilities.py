@@ -21,9 +21,6 @@ from . import torch_backend as _torch_backend  # noqa: F401
 
 __all__ = ["CAPABILITIES", "capability", "table", "markdown"]
 
-Entry = "str | tuple[None, str]"
-
-
 def table() -> dict[str, dict[str, object]]:
     """path -> {backend key: description where a route is registered, else (None, reason)}.
 

@@ -25,7 +25,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from ..statistics import Estimate, common_bins, derived, gamma_method, new_ensemble_id
-from ..theories.on import vector_shift
+from ..theories.on import site_volume, vector_shift
 from .field import fourier_p1
 
 __all__ = ["measure_vector", "ensemble_vector"]
@@ -46,9 +46,7 @@ def _helicity_parts(s: Any, J: float) -> tuple[Any, Any]:
     """(J sum cos / V, J^2 (sum sin)^2 / V) per chain, each averaged over the d directions (n = 2)."""
     xp = array_namespace(s)
     d = s.ndim - 2
-    volume = 1
-    for k in s.shape[2:]:
-        volume *= k
+    volume = site_volume(s)
     axes = tuple(range(1, s.ndim - 1))
     cos_part, sin_part = None, None
     for mu in range(d):
@@ -68,9 +66,7 @@ def measure_vector(s: Any, theory, dtype: Any = None, fused: bool = False) -> di
     ``dtype`` and ``fused`` are accepted for the family's common signature; the configuration's
     own float dtype is used, and there is no fused measurement for vector spins."""
     xp = array_namespace(s)
-    volume = 1
-    for k in s.shape[2:]:
-        volume *= k
+    volume = site_volume(s)
     e = theory.energy(s) / volume
     mvec = theory.magnetisation(s) / volume
     m2 = xp.sum(mvec * mvec, axis=1)

@@ -35,7 +35,7 @@ from ..theories import FIELD, ON, U1, Clock, EdwardsAnderson, Ising, Phi4, Potts
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
            "MODEL_KEYS", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
-           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble", "config_shape"]
+           "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble"]
 
 
 def family(theory: Any) -> str:
@@ -115,7 +115,8 @@ _VECTOR: dict[str, tuple[Callable, dict]] = {
     "wolff": (lambda t, k: VectorWolff(t), {}),
 }
 _GAUGE: dict[str, tuple[Callable, dict]] = {
-    "hmc": _FIELD["hmc"][0:1] + ({k: v for k, v in _FIELD["hmc"][1].items() if k != "fused"},),
+    "hmc": (lambda t, k: HMC(t, **_pick(k, "traj_length", "n_steps", "integrator")),
+            {"n_steps": (HMC, "n_steps"), "traj_length": (HMC, "traj_length"), "integrator": (HMC, "integrator")}),
     "checkerboard": (lambda t, k: GaugeCheckerboard(t, "metropolis", **_pick(k, "step_size", "hits", "overrelax")),
                      {"step": (GaugeCheckerboard, "step_size"), "hits": (GaugeCheckerboard, "hits"),
                       "overrelax": (GaugeCheckerboard, "overrelax")}),
@@ -234,9 +235,10 @@ def host_memory() -> int | None:
 _WORKING_COPIES = 8
 
 
-def check_memory(chains: int, L: int, dim: int, itemsize: int) -> None:
-    """Refuse, before allocating, a lattice that cannot fit in the host's memory."""
-    need = chains * L ** dim * itemsize * _WORKING_COPIES
+def check_memory(chains: int, L: int, dim: int, itemsize: int, components: int = 1) -> None:
+    """Refuse, before allocating, a lattice that cannot fit in the host's memory (``components``
+    values of ``itemsize`` bytes per site)."""
+    need = chains * L ** dim * components * itemsize * _WORKING_COPIES
     have = host_memory()
     if have is not None and need > have:
         raise ValueError(f"chains={chains} x L={L}**{dim} needs about {need / 2**30:.3g} GiB "
@@ -308,10 +310,10 @@ class RunSpec:
         if self.compile and backend_name != "torch":
             raise ValueError(f"compile=True needs the torch backend, got backend={backend_name!r}")
         itemsize = {"int8": 1, "float32": 4, "float64": 8}[fam.config_dtype(self.dtype)]
-        sites_per_chain = 1
-        for k in config_shape(self.theory, 1, self.L, self.dim):
-            sites_per_chain *= k
-        check_memory(self.chains, self.L, self.dim, itemsize * sites_per_chain // self.L ** self.dim)
+        components = 1
+        for k in self.theory.config_shape(1, 1, self.dim):
+            components *= k
+        check_memory(self.chains, self.L, self.dim, itemsize, components)
         self.theory.check_lattice(self.L, self.dim)
 
     def _set(self, name: str, value: Any) -> None:
@@ -357,9 +359,9 @@ class RunSpec:
         kernel = make_kernel(theory, self.algorithm, dtype=self.dtype, **self.knobs)
         dt = be.dtype(self.dtype)
         rng = be.rng(self.seed) if self.stream == "native" else PhiloxGenerator(be.xp, self.seed, be.device)
-        shape = config_shape(theory, self.chains, self.L, self.dim)
+        shape = theory.config_shape(self.chains, self.L, self.dim)
         if fam.name in _OWN_STARTS:
-            start = _OWN_STARTS[fam.name](theory, rng, shape, dt, start)
+            start = _theory_start(theory, rng, shape, dt, start)
         elif start is None:
             # a hot start; a fused run draws its numbers with the fused Philox draws (the same numbers)
             fused = bool(self.knobs.get("fused"))
@@ -416,14 +418,7 @@ def with_sampler_series(out: dict, series: dict) -> dict:
     return out
 
 
-def config_shape(theory: Any, chains: int, L: int, dim: int) -> tuple:
-    """The shape of a run's configuration: ``(chains, L, ..., L)``, or the family's own
-    (``(chains, n, L, ..., L)`` for n-vector spins)."""
-    own = _SHAPES.get(family(theory))
-    return own(theory, chains, L, dim) if own is not None else (chains,) + (L,) * dim
-
-
-def _vector_start(theory, rng, shape, dt, start):
+def _theory_start(theory, rng, shape, dt, start):
     """A hot start from the theory (n-vectors, link angles), or ``start`` checked by the theory."""
     if start is None:
         return theory.random(rng, shape, dt)
@@ -434,10 +429,8 @@ def _vector_start(theory, rng, shape, dt, start):
     return start
 
 
-#: families whose configurations are not one number per site: their shape and their start
-_SHAPES: dict[str, Callable] = {"vector": lambda theory, chains, L, dim: theory.config_shape(chains, L, dim),
-                                "gauge": lambda theory, chains, L, dim: theory.config_shape(chains, L, dim)}
-_OWN_STARTS: dict[str, Callable] = {"vector": _vector_start, "gauge": _vector_start}
+#: families whose theory draws and checks its own start (several values per site)
+_OWN_STARTS = frozenset({"vector", "gauge"})
 
 
 #: each family's measurement of one configuration, (config, theory, dtype, fused) -> {name: (chains,)}
@@ -448,10 +441,8 @@ OBSERVABLES: dict[str, tuple[Callable, Callable]] = {
               lambda series, theory, L, dim: ensemble_phi4(series, L ** dim, L)),
     "spins": (lambda x, theory, dt, fused: measure_spins(x, theory, dt, fused),
               lambda series, theory, L, dim: ensemble_spins(series, L ** dim, theory)),
-    "vector": (lambda x, theory, dt, fused: measure_vector(x, theory, dt, fused),
-               lambda series, theory, L, dim: ensemble_vector(series, L ** dim, theory, L)),
-    "gauge": (lambda x, theory, dt, fused: measure_gauge(x, theory, dt, fused),
-              lambda series, theory, L, dim: ensemble_gauge(series, theory, L, dim)),
+    "vector": (measure_vector, lambda series, theory, L, dim: ensemble_vector(series, L ** dim, theory, L)),
+    "gauge": (measure_gauge, ensemble_gauge),
 }
 
 

@@ -27,6 +27,7 @@ from array_api_compat import array_namespace
 
 from .._delegation import capability_name, fused_kernel
 from ..lattice import Checkerboard
+from ..theories.base import FIELD, family_of
 from ..philox import KERNEL_CONSTANTS, cos_2pi_scalar, is_philox, log_unit_reduced_scalar, sqrt_reduced_scalar
 
 __all__ = ["philox_normal", "FusedUniforms", "checkerboard_plan", "hmc_plan", "kernel_for", "stream_plan", "advance_stream",
@@ -80,35 +81,45 @@ def _block_index(d: int) -> list[int]:
     return out
 
 
+def _phi4_plan(theory: Any, rule: Any, x: Any, d: int, hits: int, dtype: Any) -> dict:
+    field = _float_name(x, x.dtype)
+    if _float_name(x, dtype) != field:
+        raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
+    # draws per sweep: a normal and a uniform per hit and parity
+    # a native stream's draws: the normals unscaled, the kernel scales them in the same pass
+    return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
+            "draw_args": {"scaled": False},
+            "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 4 * hits}
+
+
+def _ising_plan(theory: Any, rule: Any, x: Any, d: int, hits: int, dtype: Any) -> dict:
+    if "int8" not in str(x.dtype):
+        raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
+    # draws per sweep: 32 random bits per hit and parity
+    return {"kind": "ising", "dim": d, "draw_args": {}, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
+            "offset": 4 * d + 1, "block_index": _block_index(d), "draws_per_sweep": 2 * hits}
+
+
+#: the fused checkerboard kernels by the name a rule gives (``Rule.fused_kind``), and their plans
+CHECKERBOARD_PLANS = {"phi4": _phi4_plan, "ising": _ising_plan}
+
+
 def checkerboard_plan(theory: Any, rule: Any, x: Any, hits: int, dtype: Any) -> dict:
     """The plan of one fused checkerboard sweep (both parities, ``hits`` per site), or a
     ValueError/TypeError naming what no fused kernel does."""
     d = _check_dim(x)
-    kind = rule.fused_kind(theory)  # the rule knows its fast path (a subclass inherits it)
-    if kind == "phi4":
-        field = _float_name(x, x.dtype)
-        if _float_name(x, dtype) != field:
-            raise TypeError(f"the fused phi^4 sweep computes in the field's dtype ({field}), got dtype={dtype!r}")
-        # draws per sweep: a normal and a uniform per hit and parity
-        # a native stream's draws: the normals unscaled, the kernel scales them in the same pass
-        return {"kind": "phi4", "dim": d, "hits": int(hits), "dtype": field, "step_size": float(rule.step_size),
-                "draw_args": {"scaled": False},
-                "constants": theory.local_constants(), "block_index": _block_index(d), "draws_per_sweep": 4 * hits}
-    if kind == "ising":
-        if "int8" not in str(x.dtype):
-            raise TypeError(f"the fused Ising sweep works on int8 spins, got spins.dtype={x.dtype}")
-        # draws per sweep: 32 random bits per hit and parity
-        return {"kind": "ising", "dim": d, "draw_args": {}, "hits": int(hits), "thresholds": list(theory.flip_thresholds(d)),
-                "offset": 4 * d + 1, "block_index": _block_index(d), "draws_per_sweep": 2 * hits}
-    raise ValueError(f"no fused checkerboard kernel for the rule {type(rule).__name__} on {type(theory).__name__} "
-                     f"(there are two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
+    build = CHECKERBOARD_PLANS.get(rule.fused_kind(theory))  # the rule knows its fast path
+    if build is None:
+        raise ValueError(f"no fused checkerboard kernel for the rule {type(rule).__name__} on {type(theory).__name__} "
+                         f"(there are two: GaussianShift on Phi4, SpinFlip on Ising with uniform couplings)")
+    return build(theory, rule, x, d, hits, dtype)
 
 
 def hmc_plan(hmc: Any, phi: Any) -> dict:
     """The plan of one fused HMC trajectory: the theory's constants and the integrator's
     whole sequence with its (coefficient x dt) products, computed as the generic path does."""
     d = _check_dim(phi)
-    if not hasattr(hmc.theory, "local_constants"):
+    if family_of(hmc.theory) is not FIELD:
         raise ValueError(f"the fused HMC trajectory is written for Phi4, got {type(hmc.theory).__name__}")
     seq = hmc.integrator.sequence(hmc.n_steps)
     return {"kind": "hmc", "dim": d, "dtype": _float_name(phi, phi.dtype),

@@ -38,7 +38,7 @@ from array_api_compat import array_namespace
 
 from .._checks import positive_float
 from .._delegation import accelerated
-from ..theories.base import family_of
+from ..theories.base import FIELD, family_of
 from ..theories.learned import LearnedEnergy
 from .base import count_per_chain, log_uniform
 
@@ -149,8 +149,8 @@ class GaussianShift(Rule):
         return True
 
     def fused_kind(self, theory) -> str | None:
-        # the fused phi^4 sweep needs the theory's local constants (Phi4)
-        return "phi4" if callable(getattr(theory, "local_constants", None)) else None
+        # the fused phi^4 sweep runs a field theory from its local constants (the family's protocol)
+        return "phi4" if family_of(theory) is FIELD else None
 
     def block_draws(self, rng, shape, dtype, hits: int, scaled: bool = True) -> tuple:
         """Per hit a normal, then a uniform's logarithm (:func:`~.base.log_uniform`); the normals

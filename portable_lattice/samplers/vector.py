@@ -35,7 +35,7 @@ from array_api_compat import array_namespace, device as device_of
 from .._checks import positive_float
 from ..lattice import neighbour_table, parity, shift, volume
 from ..philox import is_philox
-from ..theories.on import VECTOR, normalise
+from ..theories.on import VECTOR, normalise, site_volume
 from .base import FieldState, Info, check_local_update, count_per_chain, log_uniform
 from .clusters import cluster_ids
 
@@ -57,13 +57,6 @@ def _check_vector_theory(theory: Any) -> None:
 def _lattice(s: Any) -> tuple:
     """(chains, 1, L, ..., L): one scalar per site, broadcasting against the components."""
     return (s.shape[0], 1) + tuple(s.shape[2:])
-
-
-def _volume(s: Any) -> int:
-    v = 1
-    for k in s.shape[2:]:
-        v *= k
-    return v
 
 
 def _dot(a: Any, b: Any) -> Any:
@@ -210,7 +203,7 @@ class VectorCheckerboard:
         for _ in range(self.overrelax):
             for mask in (even, ~even):
                 s, _moved = self._overrelax(s, self.theory.local_field(s), mask, is_philox(rng))
-        V = _volume(s)
+        V = site_volume(s)
         if self.update == "metropolis":
             return FieldState(phi=s), Info(acceptance=counts / (V * self.hits))
         if self.update == "overrelax":
@@ -283,7 +276,7 @@ class VectorRandomSite:
         xp = array_namespace(s)
         dev = device_of(s)
         chains, n, L, d = s.shape[0], s.shape[1], s.shape[2], s.ndim - 2
-        V = _volume(s)
+        V = site_volume(s)
         inplace = self.inplace
         if inplace is None:
             inplace = not xp.__name__.startswith("array_api_strict")
@@ -380,7 +373,7 @@ class VectorWolff(_Embedding):
         s = state.phi
         xp = array_namespace(s)
         chains = s.shape[0]
-        V = _volume(s)
+        V = site_volume(s)
         r, sigma, ids, _ = self._clusters(s, rng)
         seed = rng.integers(V, (chains,)) + xp.arange(chains, dtype=xp.int64, device=device_of(s)) * V
         seed_id = xp.reshape(xp.take(ids, seed), (chains,) + (1,) * (sigma.ndim - 1))

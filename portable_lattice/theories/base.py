@@ -50,6 +50,11 @@ class Theory:
         p = dict(self.params())
         return {"model": p.pop("name"), **p}
 
+    def config_shape(self, chains: int, L: int, dim: int) -> tuple:
+        """The shape of a run's configuration: one value per site, ``(chains, L, ..., L)``; a theory
+        with several values per site (n-vectors, links) puts their axis after the chains."""
+        return (chains,) + (L,) * dim
+
     def check_lattice(self, L: int, dim: int) -> None:
         """Refuse, before any allocation, an ``L**dim`` torus the theory cannot live on."""
         fixed = getattr(self, "dim", None)
@@ -84,6 +89,7 @@ class FieldTheory(Protocol):
     def grad_action(self, phi: Any) -> Any: ...                              # dS/dphi_x
     def grad_action_local(self, phi: Any, nsum: Any) -> Any: ...             # dS/dphi_x given sum_nb phi
     def local_delta_action(self, phi: Any, delta: Any, grad: Any) -> Any: ...  # S[phi + delta e_x] - S[phi]
+    def local_constants(self) -> dict: ...                                   # the fused kernels' constants
     def check_field(self, phi: Any) -> Any: ...
     def check_lattice(self, L: int, dim: int) -> None: ...
     def with_arrays(self, convert: Any) -> Any: ...

@@ -21,12 +21,20 @@ from .._checks import finite_float, namespace_of, positive_int
 from ..philox import is_philox, sqrt_nonnegative
 from .base import Family, Theory, check_beta
 
-__all__ = ["ON", "VectorTheory", "VECTOR", "site_axes", "vector_shift", "vector_neighbour_sum", "normalise"]
+__all__ = ["ON", "VectorTheory", "VECTOR", "site_axes", "site_volume", "vector_shift", "vector_neighbour_sum", "normalise"]
 
 
 def site_axes(s: Any) -> tuple[int, ...]:
     """The lattice axes ``(2, ..., d + 1)`` of an n-vector configuration ``(chains, n, L, ..., L)``."""
     return tuple(range(2, s.ndim))
+
+
+def site_volume(s: Any) -> int:
+    """Number of sites V = L**d of an n-vector configuration ``(chains, n, L, ..., L)``."""
+    v = 1
+    for k in s.shape[2:]:
+        v *= k
+    return v
 
 
 def vector_shift(s: Any, mu: int, k: int = 1) -> Any:
