@@ -8,6 +8,13 @@ through masks over the whole lattice, neighbour sums by np.roll): the baseline. 
 library's `VectorCheckerboard` runs on the numpy backend (and on torch CPU tensors), timed
 interleaved with the baseline in the same run; ratios are baseline time / library time
 (above 1: the library is faster), medians of the interleaved pairs.
+
+The last table answers the fused-kernel question with a measurement: a fused kernel twin of
+the generic sweep under a native stream must read the generic path's own draws (that is what
+makes it bit-identical), so it can remove the arithmetic and the layout changes but not the
+drawing. The table times the sweep's draws alone (the same calls, shapes and generator as
+the library's sweep) against the whole sweep: library time / draws time is the most any
+such kernel could gain (Amdahl's bound).
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import numpy as np
 from bench_spine import interleaved  # beside this script
 
 from portable_lattice.backends import get_backend
+from portable_lattice.samplers.base import log_uniform
 from portable_lattice.samplers import VectorCheckerboard
 from portable_lattice.theories import ON
 
@@ -60,6 +68,7 @@ def main(argv=None):
     print(f"O({args.n}) checkerboard Metropolis, beta={args.beta}, L={args.L}, {args.chains} chains, {args.sweeps} "
           f"sweeps; {args.repeats} interleaved repeats\n")
     print(f"{'backend':10s} {'hand (site upd/s)':>18s} {'library (site upd/s)':>21s} {'library/hand':>20s}")
+    bounds = []
     for name in ("numpy", "torch"):
         be = get_backend(name)
         kernel = VectorCheckerboard(theory, "metropolis", step_size=1.0)
@@ -73,6 +82,30 @@ def main(argv=None):
             be.to_numpy(st.phi[0, 0, :1, :1])
         th, tl, r = interleaved(hand, lib, args.repeats)
         print(f"{name:10s} {V / th:18.3g} {V / tl:21.3g} {r[len(r) // 2]:10.2f} ({r[0]:.2f}-{r[-1]:.2f})", flush=True)
+        bounds.append((name, lib, draws_only(be, args)))
+    print("\nthe fused-kernel bound: the sweep's draws alone against the whole library sweep")
+    print(f"{'backend':10s} {'draws (site upd/s)':>19s} {'library (site upd/s)':>21s} {'draws share':>12s} "
+          f"{'fused bound':>12s}")
+    for name, lib, draws in bounds:
+        td, tl, r = interleaved(draws, lib, args.repeats)
+        share = 1.0 / r[len(r) // 2]  # draws time / library time, median of the pairs
+        print(f"{name:10s} {V / td:19.3g} {V / tl:21.3g} {share:12.2f} {1.0 / share:11.2f}x", flush=True)
+
+
+def draws_only(be, args):
+    """The random numbers of ``args.sweeps`` library sweeps, drawn as the sweep draws them: per
+    parity n normals and one uniform (as its log) per site of the parity, (chains, n, blocks, L/2, L/2)."""
+    rng = be.rng(1)
+    half = (args.L // 2,) * 2
+    dtype = be.xp.float64
+
+    def go():
+        for _ in range(args.sweeps):
+            for _p in (0, 1):
+                rng.normal((args.chains, args.n, 2) + half, dtype)
+                u = log_uniform(rng, (args.chains, 1, 2) + half, dtype)
+        be.to_numpy(u[0, 0, 0, :1, :1])
+    return go
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import sys
 from ..backends import BACKENDS
 from ..runs import NonFiniteFieldError
 from ..runs.simulate import run_spec
-from ..runs.spec import ALGORITHMS, CARD_KEYS, DEFAULT_MODEL, MODEL_KEYS, RunSpec
+from ..runs.spec import KNOBS, ALGORITHMS, CARD_KEYS, DEFAULT_ALGORITHM, DEFAULT_MODEL, KEY_TYPES, KNOB_HELP, KNOB_TYPES, MODEL_CLASSES, MODEL_KEYS, \
+    RunSpec
 from ..samplers.base import INFO_SERIES
 from ..statistics import format_value
 from ..theories import FAMILIES
@@ -38,9 +39,9 @@ def add_parser(sub) -> None:
 def _theory_flags(sim) -> None:
     par = sim.add_argument_group("phi4: (beta, g) as in the PEM paper, or (kappa, lam) as in the diffusion paper")
     par.add_argument("--beta", type=float, help="phi4: hopping coupling; spins: inverse temperature")
-    par.add_argument("--g", type=float)
-    par.add_argument("--kappa", type=float)
-    par.add_argument("--lam", type=float)
+    par.add_argument("--g", type=float, help="phi4: quartic coupling with --beta (the PEM paper's form)")
+    par.add_argument("--kappa", type=float, help="phi4: hopping parameter with --lam (the diffusion paper's form)")
+    par.add_argument("--lam", type=float, help="phi4: quartic coupling with --kappa")
     spin = sim.add_argument_group("spin models: H = -J sum s_i s_j - h sum s_i (ising), -J sum delta (potts), "
                                   "-J sum cos (clock), -sum J_ij s_i s_j (ea); weight exp(-beta H)")
     spin.add_argument("--q", type=int, help="potts/clock: number of states (default 3)")
@@ -48,33 +49,61 @@ def _theory_flags(sim) -> None:
     spin.add_argument("--J", type=float, help="ising/potts/clock: coupling (default 1)")
     spin.add_argument("--couplings", help="ea: couplings as .npy of shape (d, L, ..., L)")
     spin.add_argument("--couplings-seed", type=int, help="ea: draw J_ij ~ N(0,1) from this seed")
-    vec = sim.add_argument_group("O(n) models (on): H = -J sum s_x . s_y - h sum s_x^0, |s_x| = 1; --beta, --J, --h "
-                                 "as for spins. Compact U(1) (u1): S = -beta sum_P cos theta_P on link angles, "
-                                 "d = 2..4; --beta")
-    vec.add_argument("--n", type=int, help="on: number of spin components, at least 2 (XY: 2, Heisenberg: 3; "
-                                           "default 2)")
+    other = sim.add_argument_group("the other models' couplings (--beta, --J, --h as above; each theory's class "
+                                   "documents its action)")
+    _generated_flags(sim, other, [k for keys in MODEL_KEYS.values() for k in keys], _coupling_help)
+
+
+def _coupling_help(key: str) -> str:
+    models = [m for m, ks in MODEL_KEYS.items() if key in ks]
+    helps = [getattr(MODEL_CLASSES[m], "card_help", {}).get(key) for m in models]
+    return f"{'/'.join(models)}: {'; '.join(h for h in helps if h) or 'a coupling (see the theory class)'}"
+
+
+def _generated_flags(sim, group, keys, help_for) -> None:
+    """A flag for every card key in ``keys`` that has none yet, typed as the card's key: a theory
+    that brings a new coupling (its help from the class's ``card_help``), or a sampler a new
+    knob (its help from :data:`~portable_lattice.runs.spec.KNOB_HELP`), gets its flag without
+    an edit here."""
+    have = {a.dest for a in sim._actions}
+    for key in dict.fromkeys(keys):
+        if key not in have:
+            group.add_argument("--" + key.replace("_", "-"), dest=key, type=KEY_TYPES[key], help=help_for(key))
+
+
+def _algorithm_help() -> str:
+    """Each model's algorithms and default, from the run specification's tables (phi4's
+    metropolis is the PEM paper's random-site update, the spin models' the DCL paper's)."""
+    fams = {m: cls.family.name for m, cls in MODEL_CLASSES.items()}
+    return "; ".join(f"{m}: {', '.join(ALGORITHMS[f])} (default {DEFAULT_ALGORITHM[f]})" for m, f in fams.items())
+
+
+def _knob_help(key: str, text: str) -> str:
+    """``text``, then the models and algorithms that take the knob (from the run specification)."""
+    where = []
+    for m, cls in MODEL_CLASSES.items():
+        algs = [a for a, ks in KNOBS[cls.family.name].items() if key in ks]
+        if algs:
+            where.append(f"{m} {'/'.join(algs)}")
+    return f"{text}; taken by {', '.join(where) or 'no algorithm'}"
 
 
 def _sampler_flags(sim) -> None:
     alg = sim.add_argument_group("sampler (knobs default to the kernel's own defaults)")
     alg.add_argument("--algorithm", default=None,
                      choices=sorted(set().union(*ALGORITHMS.values())),
-                     help="phi4: metropolis (PEM paper's random site), checkerboard, hmc, langevin, mala; "
-                          "spins: metropolis (DCL's random-site single flip), checkerboard, heatbath, "
-                          "swendsen-wang, wolff; on: checkerboard (Metropolis), metropolis (random site), "
-                          "heatbath (n = 2, 3), swendsen-wang, wolff (Wolff's embedding); u1: hmc (default), "
-                          "checkerboard (Metropolis on links), heatbath; default checkerboard for the other models")
-    alg.add_argument("--step", type=float, help="phi4 and on metropolis/checkerboard: proposal width (default 1.0)")
-    alg.add_argument("--hits", type=int, help="phi4 and on checkerboard: proposals per site (default 1)")
-    alg.add_argument("--dt", type=float, help="phi4 langevin/mala: time step (default 0.01)")
-    alg.add_argument("--n-steps", type=int, help="phi4 hmc: integration steps (default 10)")
-    alg.add_argument("--traj-length", type=float, help="phi4 hmc: trajectory length (default 1.0)")
-    alg.add_argument("--integrator", choices=["leapfrog", "omelyan"], help="phi4 hmc (default leapfrog)")
-    alg.add_argument("--overrelax", type=int, help="on and u1 checkerboard/heatbath: overrelaxation sweeps after "
-                                                   "each local sweep (default 0)")
+                     help=_algorithm_help())
+    alg.add_argument("--step", type=float, help=_knob_help("step", "proposal width (default 1.0)"))
+    alg.add_argument("--hits", type=int, help=_knob_help("hits", "proposals per site (default 1)"))
+    alg.add_argument("--dt", type=float, help=_knob_help("dt", "time step (default 0.01)"))
+    alg.add_argument("--n-steps", type=int, help=_knob_help("n_steps", "integration steps (default 10)"))
+    alg.add_argument("--traj-length", type=float, help=_knob_help("traj_length", "trajectory length (default 1.0)"))
+    alg.add_argument("--integrator", choices=["leapfrog", "omelyan"],
+                     help=_knob_help("integrator", "the molecular-dynamics integrator (default leapfrog)"))
     alg.add_argument("--fused", action="store_true", default=None,
                      help="checkerboard (phi4, ising) and hmc: one fused kernel per sweep or trajectory, "
                           "bit-identical to the generic path (numba on the CPU: the 'fast' extra)")
+    _generated_flags(sim, alg, KNOB_TYPES, lambda key: _knob_help(key, KNOB_HELP.get(key, "see the kernel's docs")))
 
 
 def _run_group(sim) -> None:

@@ -34,7 +34,7 @@ from ..samplers.vector import VectorCheckerboard, VectorRandomSite, VectorSwends
 from ..theories import FIELD, ON, U1, Clock, EdwardsAnderson, Ising, Phi4, Potts, family_of
 
 __all__ = ["RunSpec", "PreparedRun", "ALGORITHMS", "DEFAULT_ALGORITHM", "KNOBS", "KNOB_TYPES", "MODELS",
-           "MODEL_KEYS", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
+           "MODEL_KEYS", "KNOB_HELP", "RUN_KEYS", "CARD_KEYS", "KEY_TYPES", "STREAMS", "DTYPES", "family", "make_kernel",
            "knob_defaults", "check_knobs", "family_of_card", "MODEL_CLASSES", "state_type", "with_sampler_series", "device_spec", "default", "theory_from_card", "card_from_theory", "check_memory", "host_memory", "OBSERVABLES", "analyse_ensemble"]
 
 
@@ -54,6 +54,8 @@ _KNOB_CHECKS: dict[str, Callable] = {
     "integrator": lambda name, v: choice(name, v, INTEGRATORS),
     "fused": lambda name, v: _boolean(name, v),
 }
+#: the CLI's help for a knob that has no hand-written flag (the CLI generates one per knob)
+KNOB_HELP: dict[str, str] = {"overrelax": "overrelaxation sweeps after each local sweep (default 0)"}
 _RENAMED = {"step": "step_size"}  # user-facing knob -> kernel field
 
 

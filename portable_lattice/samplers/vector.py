@@ -1,10 +1,11 @@
 r"""Samplers for the O(n) model: unit n-vector spins (:class:`~portable_lattice.theories.ON`).
 
-The scalar Metropolis loops (:mod:`.metropolis`) work on one scalar per site, in the blocked
-checkerboard layout or with a rule's per-site proposal. Here a site holds an n-vector along
-axis 1 of a ``(chains, n, L, ..., L)`` array, so these kernels keep that layout and update
-one parity at a time with parity masks broadcast over the component axis; the random-site
-kernel gathers a site's whole vector (a row of a ``(chains * V, n)`` view) at once.
+The scalar Metropolis loops (:mod:`.metropolis`) work on one scalar per site. Here a site
+holds an n-vector along axis 1 of a ``(chains, n, L, ..., L)`` array. The checkerboard
+folds the components into the leading axis (a free reshape) and works in the scalar loops'
+blocked layout (:class:`~portable_lattice.lattice.Checkerboard`), so its draws and
+arithmetic touch only the V/2 sites of the parity being updated; the random-site kernel
+gathers a site's whole vector (a row of a ``(chains * V, n)`` view) at once.
 
 * :class:`VectorCheckerboard` - every site of one parity at once (they share no bond), both
   parities per step. ``update`` picks the move: ``"metropolis"`` (s' = normalise(s + step_size g),
@@ -33,7 +34,7 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float
-from ..lattice import neighbour_table, parity, shift, volume
+from ..lattice import Checkerboard, neighbour_table, shift, volume
 from ..philox import is_philox
 from ..theories.on import VECTOR, normalise, site_volume
 from .base import FieldState, Info, check_local_update, count_per_chain, log_uniform
@@ -52,6 +53,11 @@ _KAPPA_MIN = 1e-12
 def _check_vector_theory(theory: Any) -> None:
     if getattr(theory, "family", None) is not VECTOR:
         raise TypeError(f"theory must be an O(n) model (an ON, family 'vector'), got {type(theory).__name__}")
+
+
+def _unfold(x: Any, chains: int, n: int) -> Any:
+    """(chains * n, ...) -> (chains, n, ...): the component axis back after axis 0."""
+    return array_namespace(x).reshape(x, (chains, n) + tuple(x.shape[1:]))
 
 
 def _lattice(s: Any) -> tuple:
@@ -186,23 +192,31 @@ class VectorCheckerboard:
     def step(self, state: FieldState, rng: Any) -> tuple[FieldState, Info]:
         s = state.phi
         xp = array_namespace(s)
-        d, L = s.ndim - 2, s.shape[2]
-        even = xp.reshape(parity(xp, L, d, device_of(s)) == 0, (1, 1) + (L,) * d)
+        chains, n = s.shape[0], s.shape[1]
+        board = Checkerboard(s.ndim - 2)
+        # the blocked layout: the components fold into the leading axis (a free reshape, axis 1
+        # follows axis 0), so the scalar checkerboard's split, neighbour sum and merge serve
+        # unchanged, and every draw and every operation touches only the V/2 sites it updates
+        halves = [_unfold(h, chains, n) for h in board.split(xp.reshape(s, (chains * n,) + tuple(s.shape[2:])))]
         counts = None
-        for mask in (even, ~even):
-            f = self.theory.local_field(s)  # the other parity's spins only: they are the neighbours
-            if self.update == "metropolis":
-                for _ in range(self.hits):
-                    s, n = self._metropolis(s, f, mask, rng)
-                    counts = n if counts is None else counts + n
-            elif self.update == "overrelax":
-                s, n = self._overrelax(s, f, mask, is_philox(rng))
-                counts = n if counts is None else counts + n
-            else:
-                s = self._heatbath(s, f, mask, rng)
-        for _ in range(self.overrelax):
-            for mask in (even, ~even):
-                s, _moved = self._overrelax(s, self.theory.local_field(s), mask, is_philox(rng))
+        moves = [self.update] + ["overrelax"] * self.overrelax
+        for k, move in enumerate(moves):
+            for p in (0, 1):
+                other = halves[1 - p]
+                nb = board.neighbour_sum(xp.reshape(other, (chains * n,) + tuple(other.shape[2:])), p)
+                f = self.theory.field_from_neighbours(_unfold(nb, chains, n))
+                if move == "metropolis":
+                    for _ in range(self.hits):
+                        halves[p], c = self._metropolis(halves[p], f, rng)
+                        counts = c if counts is None else counts + c
+                elif move == "overrelax":
+                    halves[p], c = self._overrelax(halves[p], f, is_philox(rng))
+                    if k == 0:  # the step's Info is the local update's
+                        counts = c if counts is None else counts + c
+                else:
+                    halves[p] = self._heatbath(halves[p], f, rng)
+        flat = board.merge(*(xp.reshape(h, (chains * n,) + tuple(h.shape[2:])) for h in halves))
+        s = xp.reshape(flat, tuple(s.shape))
         V = site_volume(s)
         if self.update == "metropolis":
             return FieldState(phi=s), Info(acceptance=counts / (V * self.hits))
@@ -210,26 +224,26 @@ class VectorCheckerboard:
             return FieldState(phi=s), Info(changed=counts / V)
         return FieldState(phi=s), Info(changed=xp.ones(s.shape[0], dtype=xp.float64, device=device_of(s)))
 
-    def _metropolis(self, s, f, mask, rng):
+    def _metropolis(self, s, f, rng):
         xp = array_namespace(s)
         t = normalise(s + self.step_size * rng.normal(tuple(s.shape), s.dtype), exact=is_philox(rng))
-        log_u = xp.reshape(log_uniform(rng, (s.shape[0],) + tuple(s.shape[2:]), s.dtype), _lattice(s))
-        acc = mask & (log_u < xp.expand_dims(self.theory.log_weight_change(t, s, f), axis=1))  # NaN is rejected
+        log_u = log_uniform(rng, _lattice(s), s.dtype)
+        acc = log_u < xp.expand_dims(self.theory.log_weight_change(t, s, f), axis=1)  # NaN is rejected
         return xp.where(acc, t, s), count_per_chain(acc, xp.float64)
 
-    def _overrelax(self, s, f, mask, exact):
+    def _overrelax(self, s, f, exact):
         xp = array_namespace(s)
         f2 = _dot(f, f)
-        moved = mask & (f2 > 0)
-        t = normalise(2.0 * (_dot(s, f) / xp.where(f2 > 0, f2, 1.0)) * f - s, exact)
+        moved = f2 > 0
+        t = normalise(2.0 * (_dot(s, f) / xp.where(moved, f2, 1.0)) * f - s, exact)
         return xp.where(moved, t, s), count_per_chain(moved, xp.float64)
 
-    def _heatbath(self, s, f, mask, rng):
+    def _heatbath(self, s, f, rng):
         xp = array_namespace(s)
         norm, fhat = _field_direction(f)
         a = self.theory.concentration(norm)
         if self.theory.n == 2:
-            cos, sin = von_mises(a, xp.broadcast_to(mask, tuple(a.shape)), rng)
+            cos, sin = von_mises(a, xp.ones(tuple(a.shape), dtype=xp.bool, device=device_of(a)), rng)
             perp = xp.stack([-fhat[:, 1, ...], fhat[:, 0, ...]], axis=1)  # fhat turned by +90 degrees
         else:
             cos, sin = heisenberg_cos(rng.uniform(_lattice(s), s.dtype), a)
@@ -237,7 +251,7 @@ class VectorCheckerboard:
             # with its fhat component removed, normalised
             g = rng.normal(tuple(s.shape), s.dtype)
             perp = normalise(g - _dot(g, fhat) * fhat)
-        return xp.where(mask, normalise(cos * fhat + sin * perp), s)
+        return normalise(cos * fhat + sin * perp)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class VectorTheory(Protocol):
     def energy(self, s: Any) -> Any: ...                       # H per chain
     def magnetisation(self, s: Any) -> Any: ...                # sum_x s_x, (chains, n)
     def local_field(self, s: Any) -> Any: ...                  # J sum_nb s_nb + h e_0 at every site
+    def field_from_neighbours(self, nb: Any) -> Any: ...       # the same from the neighbours' sum
     def check_field(self, s: Any, name: str = "spins") -> Any: ...
     def random(self, rng: Any, shape: tuple, dtype: Any) -> Any: ...
     def config_shape(self, chains: int, L: int, dim: int) -> tuple: ...
@@ -110,6 +111,8 @@ class ON(Theory):
     """
 
     family = VECTOR  # a class attribute (not a dataclass field): what every theory of its kind shares
+    #: the CLI's help for the card keys no other model has (the CLI makes their flags)
+    card_help = {"n": "number of spin components, at least 2 (XY: 2, Heisenberg: 3; default 2)"}
 
     beta: float
     n: int = 2
@@ -165,11 +168,16 @@ class ON(Theory):
     # --- what samplers and observables ask for ----------------------------------------------
     def local_field(self, s: Any) -> Any:
         """J sum_nb s_nb + h e_0 at every site (without beta): the energy at x is -s_x . field."""
-        f = self.J * vector_neighbour_sum(s)
+        return self.field_from_neighbours(vector_neighbour_sum(s))
+
+    def field_from_neighbours(self, nb: Any) -> Any:
+        """J nb + h e_0: the local field, given the sum ``nb`` of a site's neighbours (components on
+        axis 1; any site layout after it, such as a checkerboard's blocks)."""
+        f = self.J * nb
         if self.h != 0.0:
-            xp = array_namespace(s)
-            e0 = xp.reshape(xp.asarray([1.0] + [0.0] * (self.n - 1), dtype=s.dtype, device=device_of(s)),
-                            (1, self.n) + (1,) * (s.ndim - 2))
+            xp = array_namespace(nb)
+            e0 = xp.reshape(xp.asarray([1.0] + [0.0] * (self.n - 1), dtype=nb.dtype, device=device_of(nb)),
+                            (1, self.n) + (1,) * (nb.ndim - 2))
             f = f + self.h * e0
         return f
 

@@ -280,3 +280,21 @@ def test_mcrg_reads_a_stored_ensemble(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["mcrg", "--input", empty, "--levels", "1"])
     assert e.value.code == 2 and "--save-every" in capsys.readouterr().err
+
+
+def test_every_card_key_has_a_flag():
+    """The CLI makes a flag for every coupling and knob a card takes, so a new theory's coupling
+    or a new sampler's knob needs no CLI edit; the generated ones carry their help."""
+    import argparse
+
+    from portable_lattice.cli.simulate import add_parser
+    from portable_lattice.runs.spec import KNOB_TYPES, MODEL_KEYS
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    sim = parser._subparsers._group_actions[0].choices["simulate"]
+    dests = {a.dest: a for a in sim._actions}
+    for key in [k for ks in MODEL_KEYS.values() for k in ks] + list(KNOB_TYPES):
+        assert key in dests, key
+        assert dests[key].help, key
+    assert "Heisenberg" in dests["n"].help and dests["n"].type is int
+    assert dests["overrelax"].type is int and "overrelax" in dests["overrelax"].help
