@@ -1,6 +1,6 @@
 """O(n) checkerboard Metropolis: the library's generic kernel against a hand-written NumPy sweep.
 
-    python benchmarks/bench_on_speed.py [--L 64] [--chains 16] [--n 2] [--sweeps 20] [--repeats 5]
+    python benchmarks/bench_on_speed.py [--L 64] [--chains 16] [--n 2] [--sweeps 20] [--repeats 5] [--no-fused]
 
 The hand-written version is what a physicist writes in NumPy for the same update (the
 library's proposal s' = (s + step g) / |s + step g| and Metropolis test, both parities
@@ -54,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--sweeps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time fused=True on numpy (needs numba: the 'fast' extra)")
     args = ap.parse_args(argv)
     for name in ("L", "chains", "sweeps", "repeats"):
         if getattr(args, name) < 1:
@@ -67,11 +69,12 @@ def main(argv=None):
     V = args.chains * args.L ** 2 * args.sweeps
     print(f"O({args.n}) checkerboard Metropolis, beta={args.beta}, L={args.L}, {args.chains} chains, {args.sweeps} "
           f"sweeps; {args.repeats} interleaved repeats\n")
-    print(f"{'backend':10s} {'hand (site upd/s)':>18s} {'library (site upd/s)':>21s} {'library/hand':>20s}")
+    print(f"{'backend':12s} {'hand (site upd/s)':>16s} {'library (site upd/s)':>21s} {'library/hand':>20s}")
     bounds = []
-    for name in ("numpy", "torch"):
+    rows = [("numpy", False), ("torch", False)] + ([("numpy", True)] if args.fused else [])
+    for name, fused in rows:
         be = get_backend(name)
-        kernel = VectorCheckerboard(theory, "metropolis", step_size=1.0)
+        kernel = VectorCheckerboard(theory, "metropolis", step_size=1.0, fused=fused)
         x0 = be.from_numpy(s0, "float64")
         rng = be.rng(1)
 
@@ -81,15 +84,16 @@ def main(argv=None):
                 st, _ = kernel.step(st, rng)
             be.to_numpy(st.phi[0, 0, :1, :1])
         th, tl, r = interleaved(hand, lib, args.repeats)
-        print(f"{name:10s} {V / th:18.3g} {V / tl:21.3g} {r[len(r) // 2]:10.2f} ({r[0]:.2f}-{r[-1]:.2f})", flush=True)
-        bounds.append((name, lib, draws_only(be, args)))
+        label = name + (" fused" if fused else "")
+        print(f"{label:12s} {V / th:16.3g} {V / tl:21.3g} {r[len(r) // 2]:10.2f} ({r[0]:.2f}-{r[-1]:.2f})", flush=True)
+        bounds.append((label, lib, draws_only(be, args)))
     print("\nthe fused-kernel bound: the sweep's draws alone against the whole library sweep")
-    print(f"{'backend':10s} {'draws (site upd/s)':>19s} {'library (site upd/s)':>21s} {'draws share':>12s} "
+    print(f"{'backend':12s} {'draws (site upd/s)':>17s} {'library (site upd/s)':>21s} {'draws share':>12s} "
           f"{'fused bound':>12s}")
     for name, lib, draws in bounds:
         td, tl, r = interleaved(draws, lib, args.repeats)
-        share = 1.0 / r[len(r) // 2]  # draws time / library time, median of the pairs
-        print(f"{name:10s} {V / td:19.3g} {V / tl:21.3g} {share:12.2f} {1.0 / share:11.2f}x", flush=True)
+        share = r[len(r) // 2]  # draws time / library time, median of the pairs
+        print(f"{name:12s} {V / td:17.3g} {V / tl:21.3g} {share:12.2f} {1.0 / share:11.2f}x", flush=True)
 
 
 def draws_only(be, args):

@@ -205,20 +205,29 @@ class Checkerboard:
                 out[self._slices(k)] = half[:, i, ...]
         return out
 
+    def neighbour_blocks(self, p: int) -> tuple[list[list[int]], list[list[int]]]:
+        """(block, step): for the i-th block of parity p and direction mu, the position in the
+        other parity's stack of the block holding its neighbours along mu, and the roll that
+        brings the second of them to X (its neighbours are that block at X and at X - step).
+
+        Block o's neighbours along mu sit in block o XOR e_mu of the other parity: at X for
+        one direction, and one block-step ahead (o_mu = 1, the +mu neighbour: step -1) or
+        behind (o_mu = 0, the -mu neighbour: step +1) for the other."""
+        theirs = self.members(1 - p)
+        blocks = [[theirs.index(k ^ (1 << (self.dim - 1 - mu))) for mu in range(self.dim)] for k in self.members(p)]
+        steps = [[-1 if self.offsets(k)[mu] == 1 else 1 for mu in range(self.dim)] for k in self.members(p)]
+        return blocks, steps
+
     def neighbour_sum(self, other: Any, p: int) -> Any:
         """sum over the 2d neighbours of the parity-p sites, given the other parity's blocks."""
         xp = array_namespace(other)
-        mine, theirs = self.members(p), self.members(1 - p)
+        table, steps = self.neighbour_blocks(p)
         blocks = []
-        for k in mine:
+        for i in range(len(table)):
             total = None
             for mu in range(self.dim):
-                # block o's neighbours along mu sit in block o XOR e_mu of the other parity:
-                # at X in both directions' one, and one block-step ahead (o_mu = 1, the +mu
-                # neighbour) or behind (o_mu = 0, the -mu neighbour) for the other
-                nb = other[:, theirs.index(k ^ (1 << (self.dim - 1 - mu))), ...]
-                step = -1 if self.offsets(k)[mu] == 1 else 1
-                term = nb + xp.roll(nb, shift=step, axis=1 + mu)
+                nb = other[:, table[i][mu], ...]
+                term = nb + xp.roll(nb, shift=steps[i][mu], axis=1 + mu)
                 total = term if total is None else total + term
             blocks.append(total)
         # per block, not a select between two rolled copies of every block: half the rolls,

@@ -41,6 +41,11 @@ def _numpy_or_cpu_torch(x) -> bool:
     return numba_available()
 
 
+def _numpy_with_numba(x) -> bool:
+    import array_api_compat as aac
+    return aac.is_numpy_array(x) and numba_available()
+
+
 def _cuda_torch(x) -> bool:
     import array_api_compat as aac
     return aac.is_torch_array(x) and x.device.type == "cuda" and triton_available()
@@ -66,6 +71,13 @@ def _cupy(x) -> bool:
 def _numba_checkerboard(x, plan, stream):
     from .numba import checkerboard_sweep
     return checkerboard_sweep(x, plan, stream)
+
+
+def _numba_vector(mine, other, g, log_u, plan):
+    from .numba.common import host
+    from .numba.vector import metropolis_half
+    h, back = host(mine)
+    return back(metropolis_half(h, host(other)[0], host(g)[0], host(log_u)[0], plan))
 
 
 def _numba_hmc(*args):
@@ -139,6 +151,12 @@ def register() -> None:
                 _numpy_or_cpu_torch, _numba_checkerboard))
     route(Route("fused", "hmc", _NUMBA, f"{_NUMBA_DOC}: one pass per integration step", _numpy_or_cpu_torch,
                 _numba_hmc))
+    route(Route("fused", "vector_metropolis", ("numpy",), "Numba @njit(parallel=True) (pip install "
+                "'portable-lattice[fast]'): an O(n) Metropolis hit on one parity's blocks in one pass, the generic "
+                "draws", _numpy_with_numba, _numba_vector))
+    register_absent("fused", "vector_metropolis", "torch:cpu", "torch's CPU sqrt and vectorised sums round "
+                    "differently in the last bit from a compiled loop's, so a Numba twin would not be "
+                    "bit-identical to the generic torch sweep")
     for name in ("phi4", "ising"):
         route(Route("fused", f"measure_{name}", _NUMBA, f"{_NUMBA_DOC}: the per-chain sums in one pass",
                     _numpy_or_cpu_torch, _numba_measure(name)))
@@ -155,6 +173,8 @@ def register() -> None:
     route(Route("fused", "hmc", ("cupy",), "the Triton kernel on zero-copy torch views, where torch with CUDA "
                 "and triton are installed", _cupy, _through_torch(_triton_hmc)))
     for gpu in ("torch:cuda", "cupy"):
+        register_absent("fused", "vector_metropolis", gpu, "no Triton twin yet: the generic blocked sweep runs on "
+                        "the GPU")
         for name in ("measure_phi4", "measure_ising"):
             register_absent("fused", name, gpu, _GPU_MEASURE)
         for name in ("philox_normals", "philox_uniforms"):

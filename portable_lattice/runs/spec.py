@@ -101,12 +101,12 @@ _SPINS: dict[str, tuple[Callable, dict]] = {
 
 def _vector_local(update):
     def build(t, k):
-        return VectorCheckerboard(t, update, **_pick(k, "step_size", "hits", "overrelax"))
+        return VectorCheckerboard(t, update, **_pick(k, "step_size", "hits", "overrelax", "fused"))
     return build
 
 
 _VECTOR_LOCAL = {"step": (VectorCheckerboard, "step_size"), "hits": (VectorCheckerboard, "hits"),
-                 "overrelax": (VectorCheckerboard, "overrelax")}
+                 "overrelax": (VectorCheckerboard, "overrelax"), "fused": (VectorCheckerboard, "fused")}
 _VECTOR: dict[str, tuple[Callable, dict]] = {
     # checkerboard and heat bath take overrelax: that many overrelaxation sweeps after each local sweep
     "checkerboard": (_vector_local("metropolis"), _VECTOR_LOCAL),

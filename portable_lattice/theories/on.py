@@ -195,6 +195,11 @@ class ON(Theory):
         """M = sum_x s_x per chain, shape (chains, n)."""
         return array_namespace(s).sum(s, axis=site_axes(s))
 
+    def field_constants(self) -> dict:
+        """The couplings a compiled twin of :meth:`field_from_neighbours` and
+        :meth:`log_weight_change` evaluates them with (a fused kernel's plan)."""
+        return {"J": self.J, "h": self.h, "beta": self.beta}
+
     def log_weight_change(self, new: Any, old: Any, field: Any) -> Any:
         """ln of the Boltzmann factor's ratio when spins ``old`` become ``new`` in the local field
         ``field`` (the other spins fixed): beta (new - old) . field, summed over the component

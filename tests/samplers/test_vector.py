@@ -255,3 +255,39 @@ def test_bad_input_is_named():
     # the scalar cluster kernels refuse the vector model (and the vector ones the scalar models)
     with pytest.raises(ValueError):
         SwendsenWang(xy)
+
+
+@pytest.mark.parametrize("stream", ["native", "philox"])
+@pytest.mark.parametrize("n,d,dtype,h", [(2, 2, "float64", 0.0), (3, 3, "float64", 0.3), (2, 3, "float32", 0.3),
+                                         (4, 2, "float32", 0.0)])
+def test_fused_metropolis_is_the_generic_twin(stream, n, d, dtype, h):
+    """fused=True (Numba, numpy arrays) gives the generic sweep's spins and acceptances bit for bit."""
+    pytest.importorskip("numba")
+    from portable_lattice.backends import get_backend
+    from portable_lattice.philox import PhiloxGenerator
+    be = get_backend("numpy")
+    L = 8 if d == 2 else 4
+    s0 = np.random.default_rng(0).standard_normal((3, n) + (L,) * d)
+    s0 /= np.linalg.norm(s0, axis=1, keepdims=True)
+    runs = []
+    for fused in (False, True):
+        kernel = VectorCheckerboard(ON(0.9, n=n, h=h), "metropolis", step_size=0.8, hits=2, fused=fused)
+        rng = be.rng(5) if stream == "native" else PhiloxGenerator(be.xp, 5)
+        state, acc = kernel.init(be.from_numpy(s0, dtype)), []
+        for _ in range(3):
+            state, info = kernel.step(state, rng)
+            acc.append(np.asarray(info.acceptance))
+        runs.append((np.asarray(state.phi), np.array(acc)))
+    assert 0.2 < runs[0][1].mean() < 0.95
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_fused_metropolis_where_there_is_none():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="heat"):
+        VectorCheckerboard(ON(1.0), "heatbath", fused=True)
+    with pytest.raises(TypeError, match="fused"):
+        VectorCheckerboard(ON(1.0), fused=1)
+    with pytest.raises(ValueError, match="fused_vector_metropolis"):
+        VectorCheckerboard(ON(1.0), fused=True).init(torch.ones((1, 2, 4, 4), dtype=torch.float64) / 2 ** 0.5)
