@@ -217,14 +217,16 @@ class VectorCheckerboard:
         for k, move in enumerate(moves):
             for p in (0, 1):
                 other = halves[1 - p]
+                if move == "metropolis" and self.fused:  # the kernel sums the neighbours itself
+                    for _ in range(self.hits):
+                        c = self._fused_metropolis(halves[p], other, rng, board, p)
+                        counts = c if counts is None else counts + c
+                    continue
                 nb = board.neighbour_sum(xp.reshape(other, (chains * n,) + tuple(other.shape[2:])), p)
                 f = self.theory.field_from_neighbours(_unfold(nb, chains, n))
                 if move == "metropolis":
                     for _ in range(self.hits):
-                        if self.fused:
-                            c = self._fused_metropolis(halves[p], other, rng, board, p)
-                        else:
-                            halves[p], c = self._metropolis(halves[p], f, rng)
+                        halves[p], c = self._metropolis(halves[p], f, rng)
                         counts = c if counts is None else counts + c
                 elif move == "overrelax":
                     halves[p], c = self._overrelax(halves[p], f, is_philox(rng))
