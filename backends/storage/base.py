@@ -5,6 +5,7 @@ and beside it, the same for every format::
 
     checkpoint-N.npz     sampler state arrays and generator state at commit N
     commit.json          the commit record, written last and atomically
+    writer.lock          the writer lock (:mod:`.lock`): one writer at a time
 
 A commit is permanent once ``commit.json`` names it; rows written beyond the committed counts
 (a crash between writing and committing) are never shown and are cut back when the store is
@@ -22,8 +23,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .files import atomic_write, from_json_safe, to_json_safe
+from .lock import LOCK, StoreLockedError, WriterLock
 
-__all__ = ["EnsembleStore", "StoreError", "FORMATS", "STORE_FORMAT", "COMMIT", "open_ensemble", "remove_uncommitted",
+__all__ = ["EnsembleStore", "StoreError", "StoreLockedError", "FORMATS", "STORE_FORMAT", "COMMIT", "open_ensemble", "remove_uncommitted",
            "detect_format"]
 
 #: written into every store; a directory without it is not ours
@@ -45,14 +47,15 @@ def detect_format(path: str) -> str | None:
     return None
 
 
-def _check_new(path: str) -> None:
+def _check_new(path: str, lock_ok: bool = False) -> None:
+    """Refuse to create a store where anything is (``lock_ok``: but our own writer lock)."""
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise StoreError(f"{path!r} exists and is not a directory; choose another --out")
         if os.path.exists(os.path.join(path, COMMIT)) or detect_format(path) is not None:
             raise StoreError(f"{path!r} already holds an ensemble: continue it with "
                              f"`portable-lattice resume {path}`, or choose another --out")
-        if os.listdir(path):
+        if [n for n in os.listdir(path) if not (lock_ok and n == LOCK)]:
             raise StoreError(f"{path!r} exists and is not empty; refusing to write an ensemble into it")
 
 
@@ -68,9 +71,24 @@ class EnsembleStore:
     DATA: ClassVar[str] = ""
     #: other files or folders the format writes beside its data
     OWNED: ClassVar[tuple] = ()
+    #: the writer lock while the store is open for writing (None for a reader)
+    _lock: WriterLock | None = None
 
     def __init__(self, path: str, commit: dict):
         self.path, self.commit_record = path, commit
+
+    def close(self) -> None:
+        """Give back the writer lock (a store opened for reading holds none); the store's files
+        stay as the last commit left them. Also on ``with`` exit and at the process's end."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # --- creation and opening ---
     @classmethod
@@ -83,9 +101,17 @@ class EnsembleStore:
         impl.available()
         _check_new(path)
         os.makedirs(path, exist_ok=True)
-        attrs = {"format": STORE_FORMAT, "card": card, "physics_hash": physics_hash, "versions": versions}
-        return impl._create(path, attrs, tuple(config_shape), config_dtype,
-                            None if couplings is None else np.asarray(couplings))
+        lock = WriterLock(path).acquire()  # two runs started on one new --out: the second stops here
+        try:
+            _check_new(path, lock_ok=True)
+            attrs = {"format": STORE_FORMAT, "card": card, "physics_hash": physics_hash, "versions": versions}
+            store = impl._create(path, attrs, tuple(config_shape), config_dtype,
+                                 None if couplings is None else np.asarray(couplings))
+        except BaseException:
+            lock.release()
+            raise
+        store._lock = lock
+        return store
 
     @classmethod
     def open(cls, path: str, mode: str = "r") -> "EnsembleStore":
@@ -98,6 +124,20 @@ class EnsembleStore:
                              f"{', '.join(c.DATA for c in FORMATS.values())})")
         impl = FORMATS[name]
         impl.available()
+        # a writer takes the lock before anything is read for writing: a second writer must never
+        # cut back the first one's uncommitted block or append beside it
+        lock = WriterLock(path).acquire() if mode != "r" else None
+        try:
+            store = cls._open_locked(impl, path, mode)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _open_locked(cls, impl, path: str, mode: str) -> "EnsembleStore":
         store = impl._open(path, mode)
         if store._attrs().get("format") != STORE_FORMAT:
             raise StoreError(f"{path!r} is not a portable_lattice ensemble (format {store._attrs().get('format')!r})")
@@ -228,14 +268,18 @@ class EnsembleStore:
 def remove_uncommitted(path: str) -> None:
     """Remove a directory left by a run killed before its first commit: it holds nothing committed.
     Refused (StoreError) unless it holds only what a store writes."""
-    data = {name for c in FORMATS.values() for name in (c.DATA, *c.OWNED)}
+    data = {name for c in FORMATS.values() for name in (c.DATA, *c.OWNED)} | {LOCK}
     names = os.listdir(path)
     if os.path.exists(os.path.join(path, COMMIT)):
         raise StoreError(f"{path!r} holds a committed ensemble; it is not removed")
     if not all(n in data or n.startswith(("checkpoint-", COMMIT + ".tmp-")) for n in names):
         raise StoreError(f"{path!r} exists, holds no ensemble and is not empty ({', '.join(sorted(names)[:3])}); "
                          "move it away or choose another --out")
-    shutil.rmtree(path)
+    lock = WriterLock(path).acquire()  # a live writer before its first commit: not ours to remove
+    try:
+        shutil.rmtree(path)
+    finally:
+        lock.release()
 
 
 def open_ensemble(path: str, backend: Any = None) -> dict:

@@ -153,12 +153,13 @@ def run_to_store(prep: PreparedRun, out: str, *, save_every: int = 0, checkpoint
     store = EnsembleStore.create(out, card, physics_hash(card), _versions(), config_shape, config_dtype,
                                  None if couplings is None else prep.backend.to_numpy(couplings),
                                  format=prep.spec.format if prep.spec is not None else "zarr")
-    state = prep.kernel.init(prep.start)
-    counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
-    # commit 0: the start, so that a run killed during thermalisation restarts from it
-    StoreSink(store, prep.backend, checkpoint_every).commit(state, prep.rng, counters, finished=False)
-    return _continue(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
-                     progress=progress)
+    with store:  # the writer lock, held to the end of the run
+        state = prep.kernel.init(prep.start)
+        counters = {"n_meas": 0, "n_saved": 0, "steps": 0, "therm_done": False}
+        # commit 0: the start, so that a run killed during thermalisation restarts from it
+        StoreSink(store, prep.backend, checkpoint_every).commit(state, prep.rng, counters, finished=False)
+        return _continue(prep, store, state, counters, save_every=save_every, checkpoint_every=checkpoint_every,
+                         progress=progress)
 
 
 def _resolve_card(card: dict, couplings: Any = None) -> dict:
@@ -183,7 +184,13 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
     ``allow_backend_change``: the chain then continues from the stored state with a
     fresh generator, statistically equal but not bit-identical.
     """
-    store = EnsembleStore.open(path, "r+")
+    with EnsembleStore.open(path, "r+") as store:  # the writer lock: a second writer is refused here
+        return _resume(store, path, sweeps, save_every, checkpoint_every, backend, device, allow_backend_change,
+                       progress, card)
+
+
+def _resume(store, path, sweeps, save_every, checkpoint_every, backend, device, allow_backend_change, progress,
+            card) -> RunResult:
     overrides = {"sweeps": sweeps, "save_every": save_every, "checkpoint_every": checkpoint_every,
                  "backend": backend, "device": device}
     new, be, moved = _resumed_card(store, path, card, overrides, allow_backend_change)

@@ -35,7 +35,7 @@ from array_api_compat import array_namespace, device as device_of
 
 from .._checks import positive_float
 from ..lattice import Checkerboard, neighbour_table, shift, volume
-from ..philox import is_philox
+from ..philox import KERNEL_CONSTANTS, is_philox
 from ..theories.on import VECTOR, normalise, site_volume
 from .base import FieldState, Info, check_local_update, count_per_chain, log_uniform
 from . import fused
@@ -256,8 +256,10 @@ class VectorCheckerboard:
         g = rng.normal(tuple(s.shape), s.dtype)
         log_u = log_uniform(rng, _lattice(s), s.dtype)
         blocks, steps = board.neighbour_blocks(p)
+        # the Philox stream's float64 renormalisation is the library's own square root: its
+        # constants go with the plan (the kernels read the 1/sqrt cubic from them)
         plan = dict(self.theory.field_constants(), step_size=self.step_size, nbr_block=blocks, nbr_step=steps,
-                    exact=is_philox(rng) and s.dtype == xp.float64)
+                    exact=is_philox(rng) and s.dtype == xp.float64, constants=KERNEL_CONSTANTS)
         return xp.astype(fused.kernel_for("vector_metropolis", s)(s, other, g, log_u, plan), xp.float64)
 
     def _overrelax(self, s, f, exact):

@@ -558,6 +558,7 @@ def test_uncommitted_block_is_cut_back_on_open(tmp_path):
     # the next block is appended, and the process dies before its commit
     store.append({"m": rng.normal(size=(3, 2)), "acceptance": rng.random((3, 2))}, rng.normal(size=(1, 2, 3, 3)), [7])
     assert store.group["series"]["m"].shape == (7, 2) and store.group["fields"].shape == (3, 2, 3, 3)
+    store.close()  # the process dies: the operating system drops its writer lock
 
     reader = EnsembleStore.open(path, "r")  # reading never shows the uncommitted rows
     assert _same_array(reader.series()["m"], committed["m"]) and _same_array(reader.fields(), conf)

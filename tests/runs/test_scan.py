@@ -171,6 +171,7 @@ def test_a_partial_point_resumes_to_the_same_bytes(serial_scan, tmp_path):
     from portable_lattice.runs.storage import EnsembleStore
     store = EnsembleStore.open(path, "r+")
     store.append({name: np.full((3, CARD["chains"]), 9.0) for name in store.series()})
+    store.close()  # the task dies: the operating system drops its writer lock
     # and point 2's task was killed before its first commit: a bare directory
     os.makedirs(os.path.join(out, point_name(grid_points(GRID)[2]), "ensemble.zarr"))
     summary = scan(CARD, GRID, out=out, scheduler="serial")

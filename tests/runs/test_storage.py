@@ -80,6 +80,7 @@ def test_uncommitted_rows_are_never_shown_and_cut_back(fmt, tmp_path):
     # the next block is written, and the process dies before the commit record names it
     store.append({"m": rng.normal(size=(3, 2)), "acceptance": rng.random((3, 2))}, rng.normal(size=(1, 2, 3, 3)), [7])
     store._before_commit(int(store.commit_record["number"]) + 1)
+    store.close()  # the process dies: the operating system drops its writer lock
     reader = EnsembleStore.open(path, "r")
     assert _same(reader.series()["m"], committed["m"]) and _same(reader.fields(), conf)
     assert list(reader.field_steps()) == [2, 4] and reader.versions == {"numpy": "x"}

@@ -18,26 +18,33 @@ import functools
 import numba as nb
 import numpy as np
 
-from portable_lattice.philox import sqrt_reduced_scalar
-
 from .philox import _split4
 
 __all__ = ["metropolis_half"]
 
-_sqrt_reduced = nb.njit(inline="always", cache=True, error_model="numpy")(sqrt_reduced_scalar)
+#: where the 1/sqrt cubic sits in the core's philox.KERNEL_CONSTANTS (the plan's "constants";
+#: the Triton kernels read the same offsets)
+_RSQRT_AT = 37
 
 
 @nb.njit(inline="always", cache=True, error_model="numpy")
-def _sqrt_exact(a):
-    """:func:`~portable_lattice.philox.sqrt_nonnegative` of one float64 (its reductions read
-    from the bits, as the Philox kernels do; 2^-128 <= a < 2^64, or 0)."""
+def _sqrt_exact(a, r0, r1, r2, r3):
+    """:func:`~portable_lattice.philox.sqrt_nonnegative` of one float64, as the core's
+    ``sqrt_reduced_scalar`` computes it after the exact power-of-two reduction (read from the
+    bits, as the Philox kernels do; 2^-128 <= a < 2^64, or 0): the cubic for 1/sqrt(m), four
+    Newton steps, m y scale."""
     m, scale = _split4(a if a > 0.0 else 1.0)
-    r = _sqrt_reduced(m, scale)
-    return r if a > 0.0 else 0.0
+    y = ((r3 * m + r2) * m + r1) * m + r0
+    h = 0.5 * m
+    y = y * (1.5 - (h * y) * y)
+    y = y * (1.5 - (h * y) * y)
+    y = y * (1.5 - (h * y) * y)
+    y = y * (1.5 - (h * y) * y)
+    return (m * y) * scale if a > 0.0 else 0.0
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _half(mine, other, g, log_u, nbr_block, row_src, inner_step, step, J, field, hflag, beta, exact, counts):
+def _half(mine, other, g, log_u, nbr_block, row_src, inner_step, step, J, field, hflag, beta, exact, rsqrt, counts):
     """mine, other, g: (C, n, B, R, h), a block as R rows of h sites (the last axis);
     log_u (C, B, R, h). ``row_src[i, mu, r]``: the row holding site X - step e_mu for the
     outer axes mu < d - 1; ``inner_step[i]``: the step along the rows' own axis. One task
@@ -95,7 +102,7 @@ def _half(mine, other, g, log_u, nbr_block, row_src, inner_step, step, J, field,
                 for x in range(h):
                     norm2[x] = norm2[x] + t[k, x] * t[k, x]
             for x in range(h):
-                norm2[x] = _sqrt_exact(norm2[x]) if exact else np.sqrt(norm2[x])
+                norm2[x] = _sqrt_exact(norm2[x], rsqrt[0], rsqrt[1], rsqrt[2], rsqrt[3]) if exact else np.sqrt(norm2[x])
             for k in range(n):
                 s_row = mine[c, k, i, r]
                 for x in range(h):
@@ -140,5 +147,5 @@ def metropolis_half(mine, other, g, log_u, plan: dict):
     rows = lambda a: a.reshape(a.shape[:3] + (-1, h))  # noqa: E731
     _half(rows(mine), rows(other), rows(g), log_u.reshape(C, B, -1, h), np.asarray(plan["nbr_block"], dtype=np.int64),
           src, inner, ft(plan["step_size"]), ft(plan["J"]), ft(plan["h"]), plan["h"] != 0.0, ft(plan["beta"]),
-          bool(plan["exact"]), counts)
+          bool(plan["exact"]), np.asarray(plan["constants"][_RSQRT_AT:_RSQRT_AT + 4], dtype=np.float64), counts)
     return counts.sum(axis=1)
