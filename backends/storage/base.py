@@ -147,6 +147,7 @@ class EnsembleStore:
         except (OSError, ValueError) as e:
             raise StoreError(f"{path!r} has no readable commit record ({COMMIT}): nothing in it was committed (a run "
                              f"stopped before its first commit); delete the directory and start the run again") from e
+        store._load_manifest(store.commit_record.get("manifest"))
         if mode != "r":
             for name in os.listdir(path):
                 if name.startswith(("checkpoint-", COMMIT)) and ".tmp-" in name:
@@ -202,6 +203,33 @@ class EnsembleStore:
     def _before_commit(self, number: int) -> None:
         """Make the appended block durable before commit ``number`` is recorded."""
 
+    def _manifest(self) -> dict:
+        """What the commit record lists of the committed data (a format's: per chunk or block,
+        a checksum of what it holds), so that a missing, truncated or foreign piece is named when
+        it is read; JSON."""
+        return {}
+
+    def _load_manifest(self, manifest: dict | None) -> None:
+        """Take the manifest of the commit record just read (None: a store written before
+        manifests, whose pieces are then only checked by their own checksums)."""
+
+    @property
+    def has_manifest(self) -> bool:
+        return bool(self.commit_record.get("manifest"))
+
+    def verify(self) -> dict:
+        """Read every committed piece (streams, configurations, checkpoint), checking each against
+        the manifest; a StoreError names the first that fails. Returns what was checked."""
+        series = self.series()
+        fields, steps = self.fields(), self.field_steps()
+        self.checkpoint()
+        if len(steps) != self.n_saved or any(v.shape[0] != self.n_meas for v in series.values()):
+            raise StoreError(f"{self.path!r}: the committed counts ({self.n_meas} measurements, {self.n_saved} "
+                             f"configurations) do not match the data read")
+        return {"n_meas": self.n_meas, "n_saved": self.n_saved, "streams": len(series),
+                "bytes": int(sum(v.nbytes for v in series.values()) + fields.nbytes + steps.nbytes),
+                "manifest": self.has_manifest, "commit": int(self.commit_record.get("number", -1))}
+
     # --- shared: reading ---
     @property
     def format(self) -> str:
@@ -254,7 +282,7 @@ class EnsembleStore:
         np.savez(buf, __meta__=np.asarray(json.dumps(to_json_safe(meta))),
                  **{f"state.{k}": v for k, v in state.items() if v is not None})
         atomic_write(os.path.join(self.path, name), buf.getvalue())
-        record = dict(record, number=number, checkpoint=name, format=STORE_FORMAT)
+        record = dict(record, number=number, checkpoint=name, format=STORE_FORMAT, manifest=self._manifest())
         atomic_write(os.path.join(self.path, COMMIT), json.dumps(record, indent=1).encode())
         old = self.commit_record.get("checkpoint")
         self.commit_record = record

@@ -92,7 +92,8 @@ def _check_spin_configurations(data: Any, path: str) -> Any:
 
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """fsync a file or a folder (a folder's entries: a new or renamed file in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -112,7 +113,7 @@ def write_atomically(path: str, fill) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
 def atomic_write(path: str, data: bytes) -> None:

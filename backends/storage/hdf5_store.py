@@ -14,12 +14,15 @@ only the h5clear tool undoes). Here every file is written under a temporary name
 renamed before the commit record names it, so a SIGKILL at any moment leaves the last commit
 intact. Every chunk carries a Fletcher-32 checksum (a damaged block is named when read), and the
 committed row counts are checked against the blocks (a missing block file is named, never read
-as zeros). Each block is an ordinary HDF5 file that h5py, HDFView or h5dump read directly.
+as zeros). The commit record's manifest holds each block file's CRC-32, so a block that was
+replaced (by another store's, say) or truncated is named when it is read. Each block is an
+ordinary HDF5 file that h5py, HDFView or h5dump read directly.
 """
 from __future__ import annotations
 
 import json
 import os
+import zlib
 from typing import Any
 
 import numpy as np
@@ -68,6 +71,7 @@ class HDF5Store(EnsembleStore):
         self.header = header
         self._pending: dict[str, list] = {}
         self._cache: dict[int, dict] = {}
+        self._blocks: dict[str, int] | None = {}  # block number -> CRC-32 of its file (None: no manifest)
 
     @classmethod
     def available(cls) -> None:
@@ -137,10 +141,27 @@ class HDF5Store(EnsembleStore):
             if name.startswith(HEADER) and ".tmp-" in name:
                 os.remove(os.path.join(self.path, name))
 
+    def _manifest(self) -> dict:
+        return {"blocks": self._blocks} if self._blocks is not None else {}
+
+    def _load_manifest(self, manifest: dict | None) -> None:
+        self._blocks = None if not manifest else {str(k): int(v) for k, v in manifest["blocks"].items()}
+
+    def _file_crc(self, path: str) -> int:
+        crc = 0
+        with open(path, "rb") as f:
+            for piece in iter(lambda: f.read(1 << 22), b""):
+                crc = zlib.crc32(piece, crc)
+        return crc
+
     def _read_block(self, number: int) -> dict:
         if number not in self._cache:
             h5py = _h5py()
             path = self._block_path(number)
+            if self._blocks is not None and str(number) in self._blocks and os.path.exists(path) \
+                    and self._file_crc(path) != self._blocks[str(number)]:
+                raise StoreError(f"{self.path!r}: block {os.path.basename(path)} (commit {number}) does not hold "
+                                 f"the committed data: corrupted, truncated, overwritten or from another store")
             try:
                 with h5py.File(path, "r") as f:
                     block = {"series": {k: f["series"][k][...] for k in f["series"]} if "series" in f else {}}
@@ -194,6 +215,8 @@ class HDF5Store(EnsembleStore):
             for name, parts in pending.items():
                 _dataset(f, name, np.concatenate(parts))
         _write_atomically(self._block_path(number), fill)
+        if self._blocks is not None:
+            self._blocks[str(number)] = self._file_crc(self._block_path(number))
 
 
 FORMATS[HDF5Store.NAME] = HDF5Store

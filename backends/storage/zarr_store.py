@@ -8,18 +8,24 @@ Layout inside the ensemble directory::
         series/<name>/       one array per measured observable (n_meas, chains), acceptance etc.
         couplings/           quenched couplings (Edwards-Anderson), if any
 
-Every chunk carries a CRC32C, so a damaged chunk is named when it is read. The chunks do not
-depend on where the commits fell, so a run stopped and resumed writes the same chunk files as
-one made in one go.
+Every chunk carries a CRC32C, so a damaged chunk is named when it is read. The commit record's
+manifest lists, per array and chunk, the committed rows and the CRC-32 of their values (kept
+running as rows are appended), so a chunk that is missing (zarr would read it as zeros),
+truncated or copied from another store is named too, on every read. At a commit the chunk files
+written since the last one, their folders and the arrays' metadata are fsynced before the commit
+record is written. The chunks do not depend on where the commits fell, so a run stopped and
+resumed writes the same chunk files as one made in one go.
 """
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 import numpy as np
 
 from .base import FORMATS, EnsembleStore, StoreError
+from .files import fsync_path
 
 __all__ = ["ZarrStore", "GROUP"]
 
@@ -59,6 +65,10 @@ class ZarrStore(EnsembleStore):
         super().__init__(path, commit)
         self.group = group
         self._arrays = None  # name -> zarr array, the handles append writes through
+        # name -> [[rows, crc32 of their values], ...] per chunk: the committed pieces, then the
+        # appended ones; None for a store written before manifests
+        self._chunks: dict[str, list] | None = {}
+        self._touched: set = set()  # (name, chunk) written since the last commit
 
     # --- creation and opening ---
     @classmethod
@@ -115,9 +125,36 @@ class ZarrStore(EnsembleStore):
             if a.shape[0] != n_meas:
                 a.resize((n_meas,) + tuple(a.shape[1:]))
 
+    # --- the manifest ---
+    def _manifest(self) -> dict:
+        return {"chunks": self._chunks} if self._chunks is not None else {}
+
+    def _load_manifest(self, manifest: dict | None) -> None:
+        self._chunks = None if not manifest else {k: [list(c) for c in v] for k, v in manifest["chunks"].items()}
+
+    def _chunk_file(self, name: str, ndim: int, index: int) -> str:
+        return os.path.join(self.path, GROUP, *name.split("/"), "c", str(index), *(["0"] * (ndim - 1)))
+
+    def _check(self, name: str, array, index: int, part) -> None:
+        """Chunk ``index`` of ``name`` read as ``part``: the committed rows and their CRC-32, as
+        the manifest says (a store without a manifest has only its chunks' own checksums)."""
+        if self._chunks is None:
+            return
+        want = self._chunks.get(name, [])
+        have = [int(part.shape[0]), zlib.crc32(np.ascontiguousarray(part, dtype=array.dtype))]
+        if index < len(want) and want[index] == have:
+            return
+        start = index * array.chunks[0]
+        where = f"array {name!r}, chunk {index} (rows {start}..{start + part.shape[0] - 1})"
+        if not os.path.exists(self._chunk_file(name, array.ndim, index)):
+            raise StoreError(f"{self.path!r}: {where} is missing: the store is incomplete (a partial copy?)")
+        raise StoreError(f"{self.path!r}: {where} does not hold the committed data: corrupted, "
+                         f"truncated, overwritten or from another store")
+
     # --- reading ---
     def _read(self, array, name: str, stop: int):
-        """Rows [0, stop) of a zarr array, chunk by chunk, naming the chunk whose checksum fails."""
+        """Rows [0, stop) of a zarr array, chunk by chunk, naming the chunk whose checksum fails
+        or that the manifest does not recognise."""
         rows = array.chunks[0]
         parts = []
         for start in range(0, stop, rows):
@@ -126,6 +163,7 @@ class ZarrStore(EnsembleStore):
             except ValueError as e:
                 raise StoreError(f"{self.path!r}: array {name!r}, chunk {start // rows} (rows {start}.."
                                  f"{min(stop, start + rows) - 1}) is corrupted: {e}") from e
+            self._check(name, array, start // rows, parts[-1])
         if not parts:
             return np.zeros((0,) + tuple(array.shape[1:]), dtype=array.dtype)
         return np.concatenate(parts)
@@ -166,6 +204,7 @@ class ZarrStore(EnsembleStore):
 
     def _extend(self, a, name: str, values) -> None:
         start = a.shape[0]
+        self._track(a, name, start, values)
         a.resize((start + values.shape[0],) + tuple(a.shape[1:]))
         try:
             a[start:] = values
@@ -174,6 +213,46 @@ class ZarrStore(EnsembleStore):
             rows = a.chunks[0]
             raise StoreError(f"{self.path!r}: array {name!r}, chunk {start // rows} (rows {start // rows * rows}.."
                              f"{(start // rows + 1) * rows - 1}) cannot be extended, it is corrupted: {e}") from e
+
+
+    def _track(self, a, name: str, start: int, values) -> None:
+        """The running manifest: the CRC-32 of each chunk's rows, extended by the rows appended
+        (zlib.crc32 continues a checksum, so earlier rows are never read back)."""
+        rows = a.chunks[0]
+        values = np.ascontiguousarray(values, dtype=a.dtype)
+        if self._chunks is None:  # a store from before manifests: the chunks already there are unknown
+            return
+        chunks = self._chunks.setdefault(name, [])
+        pos = 0
+        while pos < values.shape[0]:
+            index, offset = divmod(start + pos, rows)
+            take = min(rows - offset, values.shape[0] - pos)
+            while len(chunks) <= index:
+                chunks.append([0, 0])
+            rows_in, crc = chunks[index]
+            chunks[index] = [rows_in + take, zlib.crc32(values[pos:pos + take], crc)]
+            self._touched.add((name, index, a.ndim))
+            pos += take
+
+    def _before_commit(self, number: int) -> None:
+        """fsync what was written since the last commit: the chunk files, their folders and the
+        arrays' metadata (a power cut must not lose a block that a commit record names)."""
+        folders = set()
+        top = os.path.join(self.path, GROUP)
+        for name, index, ndim in sorted(self._touched):
+            chunk = self._chunk_file(name, ndim, index)
+            if os.path.exists(chunk):  # zarr writes no chunk that holds only fill values
+                fsync_path(chunk)
+            folder = os.path.dirname(chunk)
+            while folder.startswith(top) and folder not in folders:  # new chunk folders, new arrays
+                folders.add(folder)
+                folder = os.path.dirname(folder)
+        for folder in sorted(folders):
+            meta = os.path.join(folder, "zarr.json")
+            if os.path.exists(meta):
+                fsync_path(meta)
+            fsync_path(folder)
+        self._touched.clear()
 
 
 FORMATS[ZarrStore.NAME] = ZarrStore

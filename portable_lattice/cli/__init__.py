@@ -24,7 +24,7 @@ import sys
 import warnings
 
 from .. import __version__
-from . import analyse, dcl, diffusion, export, mcrg, pem, plot, resume, run, scan, simulate, upscale
+from . import analyse, dcl, diffusion, export, mcrg, pem, plot, resume, run, scan, simulate, upscale, verify
 from ._common import _report_warnings, print_json
 from .simulate import REPORTED, SAMPLER, card_from_args, print_table, result_json
 
@@ -34,7 +34,7 @@ __all__ = ["main", "build_parser", "card_from_args", "print_json", "result_json"
 #: the sub-commands, in the order --help lists them
 COMMANDS = {"simulate": simulate, "run": run, "resume": resume, "analyse": analyse, "export": export,
             "plot": plot, "scan": scan, "upscale": upscale, "pem": pem, "mcrg": mcrg, "dcl": dcl,
-            "diffusion": diffusion}
+            "diffusion": diffusion, "verify": verify}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -191,6 +191,7 @@ def resume(path: str, *, sweeps: int | None = None, save_every: int | None = Non
 
 def _resume(store, path, sweeps, save_every, checkpoint_every, backend, device, allow_backend_change, progress,
             card) -> RunResult:
+    store.verify()  # nothing is appended to a store with a missing or damaged piece
     overrides = {"sweeps": sweeps, "save_every": save_every, "checkpoint_every": checkpoint_every,
                  "backend": backend, "device": device}
     new, be, moved = _resumed_card(store, path, card, overrides, allow_backend_change)

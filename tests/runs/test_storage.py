@@ -247,3 +247,68 @@ def test_twenty_sigkills_same_data(fmt, tmp_path, request):
     simulate(Phi4.from_beta_g(0.5, 0.1), L=8, chains=2, therm=20, algorithm="hmc", n_steps=4, save_every=3,
              checkpoint_every=10, seed=11, sweeps=8000, out=str(tmp_path / "straight"), format=fmt, progress=False)
     assert_same_data(tmp_path / "straight", tmp_path / "killed")
+
+
+# ---- the manifest: a missing, foreign or truncated piece named on every read path --------------
+
+def _pieces(path, fmt):
+    """The data files holding the stream m: its zarr chunk files, or the HDF5 block files."""
+    mark = os.sep.join(("series", "m", "c", ""))
+    return sorted(f for f in _data_files(path, fmt) if fmt == "hdf5" or mark in f)
+
+
+def _read_paths(path, capsys):
+    """Every way a user reads a store: the exit code and message of each (the API's as 2)."""
+    from portable_lattice.cli import main
+    out = {}
+    try:
+        open_ensemble(path)
+        out["open_ensemble"] = (0, "")
+    except StoreError as e:
+        out["open_ensemble"] = (2, str(e))
+    for name, argv in (("verify", ["verify", path]), ("analyse", ["analyse", path]),
+                       ("export", ["export", path, "--pyerrors", path + "-export.json"]),
+                       ("resume", ["resume", path, "--sweeps", "12"])):
+        try:
+            rc = main(argv)
+        except SystemExit as e:
+            rc = e.code
+        out[name] = (rc, capsys.readouterr().err)
+    return out
+
+
+@pytest.mark.parametrize("damage", ["delete", "foreign"])
+def test_a_missing_or_foreign_piece_is_named_on_every_read_path(fmt, damage, tmp_path, capsys):
+    path, other = str(tmp_path / "e"), str(tmp_path / "other")
+    for p, seed in ((path, 5), (other, 6)):
+        simulate(Phi4.from_beta_g(0.5, 0.1), algorithm="checkerboard", sweeps=10, checkpoint_every=4, out=p,
+                 format=fmt, **dict(KW, seed=seed))
+    from portable_lattice.cli import main
+    assert main(["verify", path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["manifest"] and report["n_meas"] == 10 and report["n_saved"] == 5
+    target = _pieces(path, fmt)[0]
+    if damage == "delete":
+        os.remove(target)
+    else:  # the same piece of a run with another seed: well formed, its own checksums fine
+        with open(_pieces(other, fmt)[0], "rb") as src, open(target, "wb") as dst:
+            dst.write(src.read())
+    for name, (rc, err) in _read_paths(path, capsys).items():
+        assert rc == 2, name
+        assert ("missing" in err or "committed data" in err) and "Traceback" not in err, (name, err)
+
+
+def test_a_store_without_a_manifest_still_reads_and_says_so(fmt, tmp_path, capsys):
+    path = str(tmp_path / "old")
+    simulate(Phi4.from_beta_g(0.5, 0.1), algorithm="checkerboard", sweeps=6, checkpoint_every=3, out=path, format=fmt,
+             **KW)
+    record = json.load(open(os.path.join(path, COMMIT)))
+    del record["manifest"]  # as a store from before manifests
+    with open(os.path.join(path, COMMIT), "w") as f:
+        json.dump(record, f)
+    from portable_lattice.cli import main
+    assert main(["verify", path]) == 0
+    assert "no manifest" in capsys.readouterr().out
+    res = resume(path, sweeps=9)
+    assert res.series["m"].shape[0] == 9
+    assert main(["verify", path]) == 0  # resumed chunks keep checksums only
