@@ -294,6 +294,10 @@ def gamma_method(x: Any, S: float = 2.0, *, ensemble: str | None = None, bins: i
     if n < 2:
         _unreliable(f"a series of {n} measurement(s) per chain")
         return Estimate(mean, float("nan"), float("nan"), float("nan"), N)
+    if not math.isfinite(mean):
+        # a NaN or an infinity in the series: no error can be said (never a silent 0)
+        _unreliable(f"a series with non-finite values (mean {mean})")
+        return Estimate(mean, float("nan"), float("nan"), float("nan"), N)
     gamma = _autocovariance(x, mean)
     g0 = float(gamma[0])
     if not g0 > 0:

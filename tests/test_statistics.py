@@ -71,3 +71,17 @@ def test_unreliable_errors_are_nan_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert math.isfinite(gamma_method(_iid(8, 0.0)).error)  # a healthy series does not warn
+
+
+def test_a_series_with_nan_has_no_error_not_zero():
+    import warnings as _w
+
+    import numpy as _np
+
+    from portable_lattice.statistics import UnreliableErrorWarning, gamma_method
+    for x in (_np.full((50, 2), _np.nan), _np.concatenate([_np.ones((49, 2)), _np.full((1, 2), _np.nan)])):
+        with _w.catch_warnings(record=True) as caught:
+            _w.simplefilter("always")
+            e = gamma_method(x)
+        assert _np.isnan(e.error) and _np.isnan(e.tau_int)
+        assert any(issubclass(w.category, UnreliableErrorWarning) for w in caught)

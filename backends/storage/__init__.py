@@ -10,11 +10,12 @@ and h5py, so they live in the backend layer; the run layer reaches them through
 """
 from . import zarr_store as _zarr_store  # noqa: F401  (registers the format, the default first)
 from . import hdf5_store as _hdf5_store  # noqa: F401  (registers the format)
-from .base import (COMMIT, FORMATS, STORE_FORMAT, EnsembleStore, StoreError, StoreLockedError, detect_format,
-                   open_ensemble, remove_uncommitted)
+from .base import (COMMIT, FORMATS, STORE_FORMAT, EnsembleStore, StoreError, StoreLockedError, check_output,
+                   detect_format, open_ensemble, remove_uncommitted)
 from .files import atomic_write, from_json_safe, load_configurations, load_couplings, to_json_safe
 from .zarr_store import GROUP
 
-__all__ = ["EnsembleStore", "StoreError", "StoreLockedError", "FORMATS", "STORE_FORMAT", "COMMIT", "GROUP", "open_ensemble",
+__all__ = ["EnsembleStore", "StoreError", "StoreLockedError", "check_output", "FORMATS", "STORE_FORMAT", "COMMIT",
+           "GROUP", "open_ensemble",
            "remove_uncommitted", "detect_format", "load_couplings", "load_configurations", "atomic_write",
            "to_json_safe", "from_json_safe"]

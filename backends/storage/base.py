@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,8 +26,8 @@ import numpy as np
 from .files import atomic_write, from_json_safe, to_json_safe
 from .lock import LOCK, StoreLockedError, WriterLock
 
-__all__ = ["EnsembleStore", "StoreError", "StoreLockedError", "FORMATS", "STORE_FORMAT", "COMMIT", "open_ensemble", "remove_uncommitted",
-           "detect_format"]
+__all__ = ["EnsembleStore", "StoreError", "StoreLockedError", "check_output", "FORMATS", "STORE_FORMAT", "COMMIT",
+           "open_ensemble", "remove_uncommitted", "detect_format"]
 
 #: written into every store; a directory without it is not ours
 STORE_FORMAT = "portable_lattice.ensemble/1"
@@ -291,6 +292,51 @@ class EnsembleStore:
                 os.remove(os.path.join(self.path, old))
             except OSError:
                 pass
+
+
+def _store_owning(path: str) -> str | None:
+    """The ensemble directory whose own files or data ``path`` is or lies in, or None."""
+    owned = {name for c in FORMATS.values() for name in (c.DATA, *c.OWNED)} | {COMMIT, LOCK}
+    parts = os.path.abspath(path).split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        folder, child = os.sep.join(parts[:i]) or os.sep, parts[i]
+        if (child in owned or child.startswith("checkpoint-")) and detect_format(folder) is not None:
+            return folder
+    return None
+
+
+def check_output(path: Any, name: str, kind: str = "file", stdout: bool = False) -> None:
+    """Refuse an output path before any work starts (ValueError naming ``name`` and the path):
+    empty, ``-`` where no stream is meant (``stdout``), a folder that does not exist or cannot be
+    written, a file where a folder is meant or the reverse, or a place inside an ensemble store's
+    own files (a metadata file overwritten would destroy the ensemble). ``kind``: "file" or "dir"
+    (a store or a folder of plots: created if missing)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"{name} must be a path, got {name}={path!r}")
+    path = str(path)
+    if path == "-":
+        if stdout:
+            return
+        raise ValueError(f"{name} - (standard output) is not possible here: give a file name")
+    store = _store_owning(path)
+    if store is not None:
+        raise ValueError(f"{name} {path!r} lies inside the ensemble store {store!r}: writing there would damage "
+                         f"it; choose a path outside its data")
+    if os.path.isdir(path) and kind == "file":
+        raise ValueError(f"{name} {path!r} is a folder; give a file name")
+    if os.path.exists(path) and not os.path.isdir(path) and kind == "dir":
+        raise ValueError(f"{name} {path!r} exists and is not a folder")
+    parent = os.path.dirname(os.path.abspath(path))
+    while kind == "dir" and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # a folder output may create its parents
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {path!r}: the folder {parent!r} does not exist")
+    probe = path if kind == "dir" and os.path.isdir(path) else parent
+    try:  # a real write, not os.access: root passes every permission check, /proc and read-only mounts do not
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(f"{name} {path!r} cannot be written: {e.strerror or e} (in {probe!r})") from None
 
 
 def remove_uncommitted(path: str) -> None:

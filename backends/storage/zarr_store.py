@@ -248,6 +248,8 @@ class ZarrStore(EnsembleStore):
                 folders.add(folder)
                 folder = os.path.dirname(folder)
         for folder in sorted(folders):
+            if not os.path.isdir(folder):  # the folder of a chunk zarr did not write (fill values only)
+                continue
             meta = os.path.join(folder, "zarr.json")
             if os.path.exists(meta):
                 fsync_path(meta)

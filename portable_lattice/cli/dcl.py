@@ -135,6 +135,8 @@ def _check(args) -> None:
 def _train(dcl, args, q: int, log) -> int:
     if args.L is None:
         raise ValueError("dcl train needs --L")
+    from ..runs.storage import check_output
+    check_output(args.net, "--net")  # where the trained model goes: checked before the training
     if args.arch == "pixelcnn" and args.ordering != "spiral":
         raise ValueError("--ordering applies to --arch gru (the masked-convolution model reads in raster order)")
     theory = dcl.make_theory(args.model, args.beta_obs, q=q, L=args.L, couplings_seed=args.couplings_seed or 0)

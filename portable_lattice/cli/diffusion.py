@@ -123,6 +123,8 @@ def _reference(args, theory) -> dict:
 
 
 def _train(args, theory, be, sde, dm, runs_dm, device) -> dict:
+    from ..runs.storage import check_output
+    check_output(args.net, "--net")  # where the trained model goes: checked before the training
     for flag, v in (("--train-configs", args.train_configs), ("--epochs", args.epochs), ("--batch", args.batch)):
         if v < 1:
             raise ValueError(f"{flag} must be a positive integer, got {flag} {v}")

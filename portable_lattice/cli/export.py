@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
 
 def main(args, ap) -> int:
     from ..runs.export import export_pyerrors
+    from ..runs.storage import check_output
     with exits_2("portable-lattice export", ap):
+        check_output(args.pyerrors, "--pyerrors")  # before the store is read: never onto its own files
         path = export_pyerrors(args.dir, args.pyerrors)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -38,7 +38,10 @@ def main(args, ap) -> int:
         # the pipeline trains torch models, so it lives in the torch-only model zoo
         from ..nn import pipeline
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if not args.json else None
+    from ..runs.storage import check_output
     with exits_2(prog, ap):
+        if args.save_ensemble is not None:
+            check_output(args.save_ensemble, "--save-ensemble")  # before the training, not after it
         out = pipeline.run_pem(beta=args.beta, g=args.g, L=args.L, ensemble=args.ensemble, surrogate=args.surrogate,
                                oracle_sigma=args.oracle_sigma, train_configs=args.train_configs, epochs=args.epochs,
                                channels=args.channels, mode=args.mode, step=args.step, chains=args.chains,

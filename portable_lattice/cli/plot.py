@@ -15,7 +15,10 @@ def main(args, ap) -> int:
     prog = "portable-lattice plot"
     with needs(prog, ap, "matplotlib", "plot"):
         from ..runs.plots import plot_store
+    from ..runs.storage import check_output
     with exits_2(prog, ap):
+        if args.out is not None:
+            check_output(args.out, "--out", "dir")
         paths = plot_store(args.dir, args.out)
     for path in paths:
         print(path)

@@ -36,7 +36,10 @@ def add_parser(sub) -> None:
 
 def main(args, ap) -> int:
     from ..runs.upscaling import generate_and_analyse
+    from ..runs.storage import check_output
     with exits_2("portable-lattice upscale", ap):
+        if args.save_net is not None:
+            check_output(args.save_net, "--save-net")  # before the training, not after it
         weights, model_info = _model(args)
         start = None
         if args.input:

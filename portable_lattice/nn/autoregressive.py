@@ -418,9 +418,8 @@ def save_model(path: str, model: _Autoregressive, info: dict | None = None) -> N
 def load_model(path: str, *, arch: str | None = None, L: int | None = None, q: int | None = None
                ) -> tuple[_Autoregressive, dict]:
     """A saved model and its info; a file of another architecture, lattice size or q is an error."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)  # no code runs while loading
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path!r} is not a saved autoregressive model (format {MODEL_FORMAT})")
+    from .files import load_blob
+    blob = load_blob(path, "autoregressive model", "format", MODEL_FORMAT)
     cfg = blob["config"]
     for name, want, have in (("arch", arch, blob["arch"]), ("L", L, cfg["L"]), ("q", q, cfg["q"])):
         if want is not None and want != have:

@@ -22,7 +22,6 @@ r"""Variance-exploding diffusion models of lattice fields ([DMSQ], Sec. 3 and Ap
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -537,13 +536,8 @@ def save_score_model(path, model, metadata: dict) -> None:
 def load_score_model(path, *, network: str | None = None, expect: dict | None = None):
     """(model, metadata). A file of another architecture than ``network`` is an error; ``expect``
     (e.g. {"L": 8, "kappa": 0.21, "lam": 0.022}) differing from the stored metadata warns."""
-    try:
-        # weights_only: tensors, dicts, lists, numbers and strings only - no code runs while loading
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(f"cannot read the score-model file {path!s}: {str(e).splitlines()[0]}") from e
-    if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-        raise ValueError(f"{path!s} is not a portable_lattice diffusion model file")
+    from .files import load_blob
+    blob = load_blob(path, "diffusion score-model", "format", _FORMAT)
     arch = dict(blob["architecture"])
     name = arch.pop("name")
     if network is not None and name != network:

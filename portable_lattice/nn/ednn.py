@@ -228,9 +228,8 @@ def save_ednn(path: str, model: EDNN, info: dict | None = None) -> None:
 
 
 def load_ednn(path: str, *, q: int | None = None) -> tuple[EDNN, dict]:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != EDNN_FORMAT:
-        raise ValueError(f"{path!r} is not a saved EDNN (format {EDNN_FORMAT})")
+    from .files import load_blob
+    blob = load_blob(path, "EDNN", "format", EDNN_FORMAT)
     cfg = dict(blob["config"])
     if q is not None and cfg["q"] != q:
         raise ValueError(f"the EDNN in {path!r} has q={cfg['q']}, but q={q} was asked for")

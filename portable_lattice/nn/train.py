@@ -112,13 +112,8 @@ def save_ensemble(path, models, metadata: dict) -> None:
 def load_ensemble(path, expect: dict | None = None):
     """(models, metadata). ``expect`` (e.g. {"beta": 0.5, "g": 0.1, "L": 48}) is checked
     against the stored metadata: a mismatch warns (a surrogate trained elsewhere is biased)."""
-    try:
-        # weights_only: tensors, dicts, lists, numbers and strings only - no code runs while loading
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise ValueError(f"cannot read the ensemble file {path!s}: {str(e).splitlines()[0]}") from e
-    if not isinstance(blob, dict) or blob.get("format") != "portable_lattice.ensemble/1":
-        raise ValueError(f"{path!s} is not a portable_lattice ensemble file")
+    from .files import load_blob
+    blob = load_blob(path, "surrogate ensemble", "format", "portable_lattice.ensemble/1")
     arch = dict(blob["architecture"])
     if arch.pop("name") != "ResidualCNN":
         raise ValueError(f"unknown architecture in {path!s}: {blob['architecture']}")

@@ -41,7 +41,9 @@ class RunResult:
     observables : name -> Estimate (means with Gamma-method errors, derived with jackknife)
     acceptance : mean acceptance with its error
     seconds : wall time of the sampling loop (thermalisation included)
-    steps : kernel steps taken (sweeps, trajectories or Langevin steps)
+    steps : kernel steps taken (sweeps, trajectories or Langevin steps), in all (a resumed run's
+        earlier steps included)
+    steps_timed : the steps this call took, in ``seconds`` (a resumed run: only its own)
     """
 
     series: dict[str, Any]
@@ -53,11 +55,13 @@ class RunResult:
     volume: int
     state: Any = None
     meta: dict = field(default_factory=dict)
+    steps_timed: int | None = None
 
     @property
     def site_updates_per_second(self) -> float:
-        """sites x chains x steps per second of sampling."""
-        return self.volume * self.chains * self.steps / self.seconds if self.seconds > 0 else float("nan")
+        """sites x chains x steps per second of sampling: the steps this call took, in its time."""
+        steps = self.steps if self.steps_timed is None else self.steps_timed
+        return self.volume * self.chains * steps / self.seconds if self.seconds > 0 else float("nan")
 
 
 class Progress:
@@ -270,6 +274,7 @@ class _Loop:
         self.saved: list = []
         self.saved_at: list[int] = []
         self.t0 = time.perf_counter()
+        self.steps0 = counters["steps"]  # a resumed run's throughput counts its own steps only
 
     def thermalise(self) -> None:
         xp, counters, every = self.xp, self.counters, self.every
@@ -329,7 +334,7 @@ class _Loop:
             acc = gamma_method(series["acceptance"]) if series.get("acceptance") is not None \
                 and series["acceptance"].shape[0] else Estimate(float("nan"), float("nan"))
         return RunResult(series, obs, acc, seconds, self.counters["steps"], self.chains, self.volume, self.state,
-                         dict(self.sink.where()))
+                         dict(self.sink.where()), steps_timed=self.counters["steps"] - self.steps0)
 
     def non_finite(self, bad, where: str, rows: dict | None = None):
         """Stop: keep the rows before the first bad one (a memory sink keeps them; a store keeps

@@ -295,8 +295,11 @@ class RunSpec:
         positive_int("checkpoint_every", self.checkpoint_every)
         from .storage import FORMATS  # the registry of store formats (host-I/O modules)
         choice("format", self.format, FORMATS)
-        if self.out is not None and (not isinstance(self.out, (str, os.PathLike)) or not str(self.out)):
-            raise ValueError(f"out must be a directory path, got out={self.out!r}")
+        if self.out is not None:
+            if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+                raise ValueError(f"out must be a directory path, got out={self.out!r}")
+            from .storage import check_output
+            check_output(self.out, "out", "dir")  # a missing or read-only parent, a place inside a store
         fam = family_of(self.theory)
         s("algorithm", DEFAULT_ALGORITHM[fam.name] if self.algorithm is None else self.algorithm)
         s("knobs", check_knobs(self.theory, self.algorithm, dict(self.knobs)))

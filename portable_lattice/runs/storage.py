@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from ..backends.storage import (COMMIT, FORMATS, GROUP, STORE_FORMAT, EnsembleStore, StoreError, StoreLockedError,
-                                atomic_write,
+                                atomic_write, check_output,
                                 detect_format, from_json_safe, load_configurations, load_couplings, open_ensemble,
                                 remove_uncommitted, to_json_safe)
 
-__all__ = ["Store", "EnsembleStore", "StoreError", "StoreLockedError", "FORMATS", "STORE_FORMAT", "COMMIT", "GROUP", "open_ensemble",
+__all__ = ["Store", "EnsembleStore", "StoreError", "StoreLockedError", "check_output", "FORMATS", "STORE_FORMAT",
+           "COMMIT", "GROUP", "open_ensemble",
            "remove_uncommitted", "detect_format", "load_couplings", "load_configurations", "atomic_write",
            "to_json_safe", "from_json_safe"]
 

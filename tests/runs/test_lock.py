@@ -108,3 +108,10 @@ def test_two_resumes_started_together_one_runs_one_is_refused(tmp_path):
     a, b = open_ensemble(ref), open_ensemble(path)
     for name in a["series"]:
         assert np.array_equal(a["series"][name], b["series"][name]), name
+
+
+def test_the_throughput_after_resume_counts_only_the_resumed_steps(tmp_path):
+    path = _stored(str(tmp_path / "e"), sweeps=10)
+    res = resume(path, sweeps=20, progress=False)
+    assert res.steps == 5 + 20 and res.steps_timed == 10
+    assert res.site_updates_per_second == pytest.approx(16 * 2 * 10 / res.seconds)

@@ -312,3 +312,16 @@ def test_a_store_without_a_manifest_still_reads_and_says_so(fmt, tmp_path, capsy
     res = resume(path, sweeps=9)
     assert res.series["m"].shape[0] == 9
     assert main(["verify", path]) == 0  # resumed chunks keep checksums only
+
+
+def test_a_stream_of_fill_values_only_commits_and_reads(fmt, tmp_path):
+    """zarr writes no chunk (and no chunk folder) that holds only fill values: the commit's fsyncs
+    and the manifest's checks must take that in their stride."""
+    path = str(tmp_path / "zeros")
+    store = EnsembleStore.create(path, {"model": "phi4"}, "h", {}, (2, 3, 3), "float64", format=fmt)
+    zeros = {"acceptance": np.zeros((5, 2)), "m": np.ones((5, 2))}
+    store.append(zeros)
+    store.commit({"n_meas": 5, "n_saved": 0}, {"state": {}, "rng": {}, "counters": {}})
+    store.close()
+    data = open_ensemble(path)
+    assert _same(data["series"]["acceptance"], zeros["acceptance"]) and EnsembleStore.open(path).verify()["n_meas"] == 5
