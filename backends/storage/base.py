@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import tempfile
 from typing import Any, ClassVar
 
@@ -34,6 +35,18 @@ STORE_FORMAT = "portable_lattice.ensemble/1"
 COMMIT = "commit.json"
 #: format name -> store class (each format module registers itself)
 FORMATS: dict[str, type] = {}
+
+
+#: fault injection for the fault suite (``tests/faults``): "STAGE:N" makes this process SIGKILL
+#: itself at STAGE of commit N (see :meth:`EnsembleStore.commit`); unset in normal use
+_FAULT_ENV = "PORTABLE_LATTICE_FAULT"
+#: the points of a commit where the suite kills a writer, in order
+FAULT_STAGES = ("written", "synced", "checkpoint", "recorded")
+
+
+def _fault_point(stage: str, number: int) -> None:
+    if os.environ.get(_FAULT_ENV) == f"{stage}:{number}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class StoreError(ValueError):
@@ -274,7 +287,9 @@ class EnsembleStore:
         """Make everything appended so far permanent: the format's data, the checkpoint file, then
         the commit record, each written atomically; older checkpoints are removed after."""
         number = int(self.commit_record.get("number", -1)) + 1
+        _fault_point("written", number)      # the block appended, nothing synced or recorded
         self._before_commit(number)
+        _fault_point("synced", number)       # the block durable, no checkpoint yet
         name = f"checkpoint-{number}.npz"
         state = checkpoint["state"]
         meta = {"fields": list(state), "none": [k for k, v in state.items() if v is None],
@@ -283,8 +298,10 @@ class EnsembleStore:
         np.savez(buf, __meta__=np.asarray(json.dumps(to_json_safe(meta))),
                  **{f"state.{k}": v for k, v in state.items() if v is not None})
         atomic_write(os.path.join(self.path, name), buf.getvalue())
+        _fault_point("checkpoint", number)   # the new checkpoint written, the record still the old one
         record = dict(record, number=number, checkpoint=name, format=STORE_FORMAT, manifest=self._manifest())
         atomic_write(os.path.join(self.path, COMMIT), json.dumps(record, indent=1).encode())
+        _fault_point("recorded", number)     # committed; the old checkpoint not yet removed
         old = self.commit_record.get("checkpoint")
         self.commit_record = record
         if old and old != name:
