@@ -63,8 +63,12 @@ def main(argv=None) -> int:
             return 0
         except KeyboardInterrupt:
             # a second Ctrl-C (the first stops a run on disk at its next commit): stop now, no traceback
-            sys.stderr.write(f"portable-lattice {args.command}: interrupted; a run on disk keeps its last commit "
-                             f"(portable-lattice resume DIR continues it)\n")
+            out = getattr(args, "out", None) if args.command in ("simulate", "run") else getattr(args, "dir", None)
+            if args.command in ("simulate", "run", "resume") and out:
+                where = f"; {out!r} keeps its last commit (portable-lattice resume {out} continues it)"
+            else:
+                where = ": nothing was written" if args.command == "simulate" else ""
+            sys.stderr.write(f"portable-lattice {args.command}: interrupted{where}\n")
             return 130
     _report_warnings(caught)
     return status

@@ -73,3 +73,15 @@ def test_a_missing_folder_for_a_trained_model_is_found_before_training(argv, tmp
     missing = str(tmp_path / "nodir")
     seconds = _refused([a.replace("{d}", missing) for a in argv], capsys, "does not exist")
     assert seconds < 20  # refused up front, not after the training
+
+
+@pytest.mark.parametrize("extra, says", [([], "nothing was written"), (["--out", "X"], "resume X")])
+def test_a_second_ctrl_c_says_what_was_kept(monkeypatch, capsys, extra, says):
+    import portable_lattice.cli.simulate as sim
+
+    def interrupted(args, ap):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(sim, "main", interrupted)
+    assert main(["simulate", "--beta", "0.5", "--g", "0.1"] + extra) == 130
+    err = capsys.readouterr().err
+    assert says in err and ("on disk" not in err or extra)
