@@ -45,6 +45,15 @@ def _data(path):
             list(d["field_steps"]), d["commit"]["n_meas"])
 
 
+def _commit_number(path):
+    import json
+    try:
+        with open(os.path.join(path, "commit.json")) as f:
+            return int(json.load(f)["number"])
+    except OSError:
+        return -1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=100)
@@ -66,23 +75,25 @@ def main(argv=None):
             p = _start(["simulate", "--backend", b, "--out", refs[b]] + _args(args.sweeps))
             if p.wait() != 0:
                 raise SystemExit(f"the reference run on {b} failed: {p.stderr.read().decode()[-400:]}")
-        n_commits = 2 + args.sweeps // 5
-        plan = ["inside"] * args.inside + ["random"] * (args.kills - args.inside)
-        rnd.shuffle(plan)
         rows = {b: {"kills": 0, "inside": 0, "runs": 0, "identical": 0} for b in BACKENDS}
-        run_no, i = 0, 0
-        while i < len(plan):
+        done = {"inside": 0, "random": 0}
+        want = {"inside": args.inside, "random": args.kills - args.inside}
+        run_no = 0
+        while sum(done.values()) < args.kills:
             b = BACKENDS[run_no % len(BACKENDS)]
             path = os.path.join(root, f"run-{run_no}")
             run_no += 1
             rows[b]["runs"] += 1
             cmd = ["simulate", "--backend", b, "--out", path] + _args(args.sweeps)
             for _ in range(args.per_run):
-                if i >= len(plan):
+                left = {k: want[k] - done[k] for k in want}
+                if sum(left.values()) == 0:
                     break
-                kind, i = plan[i], i + 1
+                kind = "inside" if rnd.random() < left["inside"] / sum(left.values()) else "random"
                 if kind == "inside":
-                    stage, number = rnd.choice(STAGES), rnd.randrange(1, n_commits)
+                    # a commit ahead of the last one: the hook fires in this process
+                    current = _commit_number(path)
+                    stage, number = rnd.choice(STAGES), current + rnd.randrange(1, 4)
                     p = _start(cmd, {"PORTABLE_LATTICE_FAULT": f"{stage}:{number}"})
                     rc = p.wait()
                 else:
@@ -90,8 +101,11 @@ def main(argv=None):
                     time.sleep(rnd.uniform(0.5, 5.0))
                     p.send_signal(signal.SIGKILL)
                     rc = p.wait()
-                rows[b]["kills"] += rc == -signal.SIGKILL
-                rows[b]["inside"] += kind == "inside" and rc == -signal.SIGKILL
+                if rc != -signal.SIGKILL:
+                    break  # the run finished before the kill: compare it as it is
+                done[kind] += 1
+                rows[b]["kills"] += 1
+                rows[b]["inside"] += kind == "inside"
                 if os.path.exists(os.path.join(path, "commit.json")):
                     cmd = ["resume", path, "--json"]
                 elif os.path.exists(path):
