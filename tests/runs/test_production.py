@@ -432,9 +432,13 @@ def finished(tmp_path):
 
 
 def _all_files(path):
+    """Every file of a store and its bytes, but the writer lock's: a writer that takes the lock and
+    is then refused leaves its name there (the file stays for good: removing a lock file races)."""
     out = {}
     for base, _, names in os.walk(path):
         for name in names:
+            if name == "writer.lock" and base == path:
+                continue
             with open(os.path.join(base, name), "rb") as f:
                 out[os.path.relpath(os.path.join(base, name), path)] = f.read()
     return out
