@@ -3,10 +3,12 @@ observable against beta per lattice size, crossings of two sizes' curves, and a 
 bootstrap of any estimator built from the (beta, L) table of value +- error."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -95,3 +97,52 @@ def bootstrap(tab, estimator, samples, seed):
     ok = np.isfinite(draws)
     err = float(np.std(draws[ok], ddof=1)) if ok.sum() > 1 else math.nan
     return best, err, float(ok.mean())
+
+
+def parse_list(text, kind, name):
+    """A comma list, or lo:hi:step (both ends included)."""
+    try:
+        if ":" in text:
+            lo, hi, step = (float(t) for t in text.split(":"))
+            return [round(lo + i * step, 10) for i in range(int(round((hi - lo) / step)) + 1)]
+        return [kind(t) for t in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--{name} must be a comma list or lo:hi:step, got {text!r}") from None
+
+
+def study_main(argv, doc, *, n, dim, title, names, defaults, min_sizes, extra=()):
+    """The studies' one command line: the grid's flags (``defaults``: sizes, betas, sweeps, therm,
+    degree), checked before any run; then the (L, beta) table, run (written to --out as it fills)
+    or loaded (--load). ``extra``: (flag, kwargs) of a study's own options. Returns (args, rows)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default=defaults["sizes"])
+    ap.add_argument("--betas", default=defaults["betas"])
+    ap.add_argument("--sweeps", type=int, default=defaults["sweeps"])
+    ap.add_argument("--therm", type=int, default=defaults["therm"])
+    ap.add_argument("--chains", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--boot", type=int, default=200)
+    ap.add_argument("--degree", type=int, default=defaults["degree"],
+                    help="of the polynomial in beta through each L's values")
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
+    ap.add_argument("--out", help="write the (L, beta) table here as it fills (JSON)")
+    ap.add_argument("--load", help="analyse a table written by --out instead of running")
+    args = ap.parse_args(argv)
+    sizes = parse_list(args.sizes, int, "sizes")
+    betas = parse_list(args.betas, float, "betas")
+    for name in ("sweeps", "chains", "boot"):
+        if getattr(args, name) < 2:
+            raise SystemExit(f"--{name} must be at least 2, got {getattr(args, name)}")
+    if len(betas) < args.degree + 2:
+        raise SystemExit(f"--betas needs at least degree + 2 = {args.degree + 2} values, got {len(betas)}")
+    if len(sizes) < min_sizes:
+        raise SystemExit(f"--sizes needs at least {min_sizes} sizes, got {sizes}")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise SystemExit(f"--out: the folder of {args.out!r} does not exist")
+    if args.load:
+        return args, json.loads(Path(args.load).read_text())
+    print(f"{title}, Swendsen-Wang (Wolff embedding), {args.chains} chains x {args.sweeps} steps after {args.therm}, "
+          f"seed {args.seed}\n", flush=True)
+    return args, run_grid(n, dim, sizes, betas, algorithm="swendsen-wang", chains=args.chains, therm=args.therm,
+                          sweeps=args.sweeps, seed=args.seed, names=names, out=args.out)

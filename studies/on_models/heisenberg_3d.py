@@ -16,14 +16,11 @@ Phys. Rev. B 65, 144520).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fss import bootstrap, crossing, evaluate, polyfit, run_grid, table  # noqa: E402
-from xy_bkt import parse_list  # noqa: E402
+from _fss import bootstrap, crossing, evaluate, polyfit, study_main, table  # noqa: E402
 
 BETA_C = 0.693002
 
@@ -34,7 +31,8 @@ def _per_l(v, e, L, beta):
 
 def _chi2(t, degree):
     b, v, e = t
-    return float(((v - evaluate(polyfit(b, v, e, degree), b)[0]) / e) @ ((v - evaluate(polyfit(b, v, e, degree), b)[0]) / e))
+    r = (v - evaluate(polyfit(b, v, e, degree), b)[0]) / e
+    return float(r @ r)
 
 
 def analyse(rows, boot, seed, degree=2):
@@ -65,36 +63,9 @@ def analyse(rows, boot, seed, degree=2):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="8,12,16,24")
-    ap.add_argument("--betas", default="0.683:0.703:0.005")
-    ap.add_argument("--sweeps", type=int, default=5000)
-    ap.add_argument("--therm", type=int, default=500)
-    ap.add_argument("--chains", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--boot", type=int, default=200)
-    ap.add_argument("--degree", type=int, default=2, help="of the polynomial in beta through each L's values")
-    ap.add_argument("--out", help="write the (L, beta) table here as it fills (JSON)")
-    ap.add_argument("--load", help="analyse a table written by --out instead of running")
-    args = ap.parse_args(argv)
-    sizes = parse_list(args.sizes, int, "sizes")
-    betas = parse_list(args.betas, float, "betas")
-    for name in ("sweeps", "chains", "boot"):
-        if getattr(args, name) < 2:
-            raise SystemExit(f"--{name} must be at least 2, got {getattr(args, name)}")
-    if len(betas) < args.degree + 2:
-        raise SystemExit(f"--betas needs at least degree + 2 = {args.degree + 2} values, got {len(betas)}")
-    if len(sizes) < 2:
-        raise SystemExit(f"--sizes needs at least 2 sizes, got {sizes}")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise SystemExit(f"--out: the folder of {args.out!r} does not exist")
-    if args.load:
-        rows = json.loads(Path(args.load).read_text())
-    else:
-        print(f"3D Heisenberg, Swendsen-Wang (Wolff embedding), {args.chains} chains x {args.sweeps} steps after "
-              f"{args.therm}, seed {args.seed}\n", flush=True)
-        rows = run_grid(3, 3, sizes, betas, algorithm="swendsen-wang", chains=args.chains, therm=args.therm,
-                        sweeps=args.sweeps, seed=args.seed, names=("binder", "xi2nd"), out=args.out)
+    args, rows = study_main(argv, __doc__, n=3, dim=3, title="3D Heisenberg", names=("binder", "xi2nd"),
+                            defaults={"sizes": "8,12,16,24", "betas": "0.683:0.703:0.005", "sweeps": 5000,
+                                      "therm": 500, "degree": 2}, min_sizes=2)
     analyse(rows, args.boot, args.seed, args.degree)
 
 

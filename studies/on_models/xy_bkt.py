@@ -24,8 +24,6 @@ Reference: beta_BKT = 1.1199(1) (Hasenbusch 2005, J. Phys. A 38, 5869).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -34,19 +32,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fss import bootstrap, crossing, evaluate, polyfit, run_grid, table  # noqa: E402
+from _fss import bootstrap, crossing, evaluate, polyfit, study_main, table  # noqa: E402
 
 BETA_BKT = 1.1199
-
-
-def parse_list(text, kind, name):
-    try:
-        if ":" in text:
-            lo, hi, step = (float(t) for t in text.split(":"))
-            return [round(lo + i * step, 10) for i in range(int(round((hi - lo) / step)) + 1)]
-        return [kind(t) for t in text.split(",")]
-    except ValueError:
-        raise SystemExit(f"--{name} must be a comma list or lo:hi:step, got {text!r}") from None
 
 
 def _y(v, e, L, beta):
@@ -117,37 +105,11 @@ def analyse(rows, boot, seed, degree=4, lmin=0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="8,16,32,64")
-    ap.add_argument("--betas", default="1.00:1.24:0.04")
-    ap.add_argument("--sweeps", type=int, default=10000)
-    ap.add_argument("--therm", type=int, default=1000)
-    ap.add_argument("--chains", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--boot", type=int, default=200)
-    ap.add_argument("--degree", type=int, default=4, help="of the polynomial in beta through each L's Y")
-    ap.add_argument("--lmin", type=int, default=0, help="fit only the sizes L >= lmin")
-    ap.add_argument("--out", help="write the (L, beta) table here as it fills (JSON)")
-    ap.add_argument("--load", help="analyse a table written by --out instead of running")
-    args = ap.parse_args(argv)
-    sizes = parse_list(args.sizes, int, "sizes")
-    betas = parse_list(args.betas, float, "betas")
-    for name in ("sweeps", "chains", "boot"):
-        if getattr(args, name) < 2:
-            raise SystemExit(f"--{name} must be at least 2, got {getattr(args, name)}")
-    if len(betas) < args.degree + 2:
-        raise SystemExit(f"--betas needs at least degree + 2 = {args.degree + 2} values, got {len(betas)}")
-    if len(sizes) < 3:
-        raise SystemExit(f"--sizes needs at least 3 sizes (a one-parameter fit and a chi^2), got {sizes}")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise SystemExit(f"--out: the folder of {args.out!r} does not exist")
-    if args.load:
-        rows = json.loads(Path(args.load).read_text())
-    else:
-        print(f"2D XY, Swendsen-Wang (Wolff embedding), {args.chains} chains x {args.sweeps} steps after "
-              f"{args.therm}, seed {args.seed}\n", flush=True)
-        rows = run_grid(2, 2, sizes, betas, algorithm="swendsen-wang", chains=args.chains, therm=args.therm,
-                        sweeps=args.sweeps, seed=args.seed, names=("helicity", "binder"), out=args.out)
+    args, rows = study_main(argv, __doc__, n=2, dim=2, title="2D XY", names=("helicity", "binder"),
+                            defaults={"sizes": "8,16,32,64", "betas": "1.00:1.24:0.04", "sweeps": 10000,
+                                      "therm": 1000, "degree": 4},
+                            min_sizes=3, extra=[("--lmin", {"type": int, "default": 0,
+                                                             "help": "fit only the sizes L >= lmin"})])
     analyse(rows, args.boot, args.seed, args.degree, args.lmin)
 
 
